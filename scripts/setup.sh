@@ -10,7 +10,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev librocksdb-dev
   catch2
   # third-party MQTT clients and broker used by the integration tests and the benchmark
-  mosquitto mosquitto-clients python3 python3-paho-mqtt
+  mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
   # tools the tests use
   procps iproute2 openssl
 )

@@ -1,0 +1,49 @@
+// Everything a node's actors share: configuration, the route and retain tables that the
+// publish path reads directly, counters, and the handles of the node's singleton actors.
+//
+// Created once by the node before any actor starts, destroyed after all have stopped;
+// actors hold it by shared_ptr. No other process-wide state exists.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include <caf/actor.hpp>
+
+#include "actors/config/config.hpp"
+#include "actors/router/retain_store.hpp"
+#include "actors/router/route_table.hpp"
+
+namespace tern::actors::broker {
+
+/// Node-wide counters (read by $SYS, metrics and the HTTP API).
+struct counters {
+  std::atomic<std::uint64_t> connections{0};       ///< currently connected clients
+  std::atomic<std::uint64_t> connections_total{0};  ///< accepted sockets since start
+  std::atomic<std::uint64_t> sessions{0};           ///< live sessions (online and offline)
+  std::atomic<std::uint64_t> messages_received{0};  ///< PUBLISH from clients
+  std::atomic<std::uint64_t> messages_sent{0};      ///< PUBLISH to clients
+  std::atomic<std::uint64_t> messages_dropped{0};   ///< queue overflow, no subscriber is not a drop
+  std::atomic<std::uint64_t> bytes_received{0};
+  std::atomic<std::uint64_t> bytes_sent{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+};
+
+struct context {
+  explicit context(config::config c) : cfg(std::move(c)) {}
+
+  const config::config cfg;
+  router::route_table<caf::actor> routes;
+  router::retain_store retained;
+  counters stats;
+  std::atomic<std::uint64_t> next_conn_id{1};
+
+  /// Set during start-up, before any client is accepted; constant afterwards.
+  caf::actor router;
+  caf::actor sessions;
+};
+
+using context_ptr = std::shared_ptr<context>;
+
+}  // namespace tern::actors::broker

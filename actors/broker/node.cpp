@@ -1,0 +1,250 @@
+// Node assembly: actor system, router and session manager, I/O pool, listeners, shutdown.
+#include "actors/broker/node.hpp"
+
+#include <list>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/broker/context.hpp"
+#include "actors/broker/types.hpp"
+#include "actors/connection/conn_io.hpp"
+#include "actors/connection/connection.hpp"
+#include "actors/session/session_manager.hpp"
+
+namespace tern::actors::broker {
+
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+/// The route table's single writer.
+caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
+  return {
+      [=](add_route_atom, route_adds& adds, const caf::actor& s) {
+        for (auto& [filter, opts] : adds) {
+          ctx->routes.add(filter, s, opts);
+        }
+        return true;
+      },
+      [=](del_route_atom, std::vector<std::string>& filters, const caf::actor& s) {
+        for (auto& f : filters) {
+          ctx->routes.remove(f, s);
+        }
+        return true;
+      },
+  };
+}
+
+/// One I/O thread with its io_context and the connections it serves. A one-second sweep
+/// enforces CONNECT timeouts and keepalive for all of them: one timer per thread instead of
+/// one per connection.
+struct io_worker {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+  asio::steady_timer sweep_timer{io};
+  std::mutex mtx;
+  std::vector<std::weak_ptr<connection::conn_io>> conns;
+  std::thread thread;
+
+  void add(const std::shared_ptr<connection::conn_io>& c) {
+    std::lock_guard lock{mtx};
+    conns.push_back(c);
+  }
+
+  void sweep() {
+    auto now = connection::conn_io::clock::now();
+    std::lock_guard lock{mtx};
+    for (std::size_t i = 0; i < conns.size();) {
+      if (auto c = conns[i].lock(); c && !c->is_closed()) {
+        c->check_deadline(now);
+        ++i;
+      } else {
+        conns[i] = std::move(conns.back());
+        conns.pop_back();
+      }
+    }
+  }
+
+  void arm() {
+    sweep_timer.expires_after(std::chrono::seconds(1));
+    sweep_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) {
+        sweep();
+        arm();
+      }
+    });
+  }
+
+  void close_all(const std::string& why) {
+    std::lock_guard lock{mtx};
+    for (auto& w : conns) {
+      if (auto c = w.lock()) {
+        c->close(why, false);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+struct node::impl {
+  explicit impl(config::config c) : ctx(std::make_shared<context>(std::move(c))) {}
+
+  context_ptr ctx;
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::vector<std::unique_ptr<io_worker>> workers;
+  std::list<tcp::acceptor> acceptors;
+  std::atomic<std::size_t> next_worker{0};
+  bool running = false;
+
+  io_worker& pick_worker() {
+    return *workers[next_worker.fetch_add(1) % workers.size()];
+  }
+
+  void accept(tcp::acceptor& acc, const config::listener_config& lc) {
+    auto& w = pick_worker();
+    acc.async_accept(w.io, [this, &acc, &w, lc](boost::system::error_code ec, tcp::socket s) {
+      if (ec == asio::error::operation_aborted || !acc.is_open()) {
+        return;
+      }
+      if (!ec) {
+        on_accept(w, std::move(s), lc);
+      } else {
+        spdlog::warn("listener {}: accept failed: {}", lc.name, ec.message());
+      }
+      accept(acc, lc);
+    });
+  }
+
+  void on_accept(io_worker& w, tcp::socket s, const config::listener_config& lc) {
+    auto& stats = ctx->stats;
+    if (stats.connections.load() >= lc.max_connections) {
+      spdlog::warn("listener {}: max_connections ({}) reached, refusing a connection", lc.name,
+                   lc.max_connections);
+      return;  // the socket closes as it goes out of scope
+    }
+    stats.connections_total.fetch_add(1, std::memory_order_relaxed);
+    auto io = std::make_shared<connection::conn_io>(
+        std::move(s), ctx->cfg.mqtt.max_packet_size, ctx->cfg.session.max_send_buffer,
+        ctx->next_conn_id.fetch_add(1));
+    w.add(io);
+    connection::start_connection(*sys, ctx, io);
+  }
+
+  std::optional<std::string> open_listener(const config::listener_config& lc) {
+    auto hp = config::split_host_port(lc.bind);
+    if (!hp) {
+      return "listener " + lc.name + ": bad bind address " + lc.bind;
+    }
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(hp->first, ec);
+    if (ec) {
+      return "listener " + lc.name + ": bad address " + hp->first;
+    }
+    tcp::endpoint ep{addr, hp->second};
+    auto& acc = acceptors.emplace_back(workers.front()->io);
+    acc.open(ep.protocol(), ec);
+    if (!ec) {
+      acc.set_option(asio::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+      acc.bind(ep, ec);
+    }
+    if (!ec) {
+      acc.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      acceptors.pop_back();
+      return "listener " + lc.name + ": cannot listen on " + lc.bind + ": " + ec.message();
+    }
+    spdlog::info("listener {} (mqtt/{}) on {}", lc.name, lc.kind, lc.bind);
+    accept(acc, lc);
+    return std::nullopt;
+  }
+};
+
+node::node(config::config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+
+node::~node() {
+  stop();
+}
+
+std::optional<std::string> node::start() {
+  auto& m = *impl_;
+  const auto& cfg = m.ctx->cfg;
+  auto cores = std::max(1u, std::thread::hardware_concurrency());
+  m.sys_cfg = std::make_unique<caf::actor_system_config>();
+  // CAF defaults to max(4, cores) workers: size it to the machine (or the config).
+  m.sys_cfg->set("scheduler.max-threads",
+                 static_cast<std::size_t>(cfg.worker_threads ? cfg.worker_threads : cores));
+  m.sys_cfg->set("logger.verbosity", caf::atom("quiet"));
+  m.sys = std::make_unique<caf::actor_system>(*m.sys_cfg);
+  m.ctx->router = m.sys->spawn(router_impl, m.ctx);
+  m.ctx->sessions = session::spawn_session_manager(*m.sys, m.ctx);
+
+  for (std::uint32_t i = 0; i < cfg.io_threads; ++i) {
+    m.workers.push_back(std::make_unique<io_worker>());
+  }
+  for (auto& [name, lc] : cfg.listeners) {
+    if (auto err = m.open_listener(lc)) {
+      m.running = true;
+      stop();
+      return err;
+    }
+  }
+  for (auto& w : m.workers) {
+    w->arm();
+    w->thread = std::thread([&io = w->io] { io.run(); });
+  }
+  m.running = true;
+  spdlog::info("node {} started ({} CAF workers, {} I/O threads)", cfg.node_name,
+               m.sys->scheduler().num_workers(), cfg.io_threads);
+  return std::nullopt;
+}
+
+void node::stop() {
+  auto& m = *impl_;
+  if (!m.running) {
+    return;
+  }
+  m.running = false;
+  spdlog::info("node {} stopping", m.ctx->cfg.node_name);
+  // 1. Stop accepting. 2. Close every connection (their actors exit). 3. Stop I/O.
+  for (auto& acc : m.acceptors) {
+    asio::post(acc.get_executor(), [&acc] {
+      boost::system::error_code ec;
+      acc.close(ec);
+    });
+  }
+  for (auto& w : m.workers) {
+    w->close_all("server shutting down");
+  }
+  for (auto& w : m.workers) {
+    // Each thread returns once its sockets have closed and reported to their actors.
+    asio::post(w->io, [&w] { w->sweep_timer.cancel(); });
+    w->guard.reset();
+    if (!w->thread.joinable()) {
+      w->io.stop();  // never started
+    } else {
+      w->thread.join();
+    }
+  }
+  // 4. Actors: the session manager ends all sessions, then the router goes.
+  caf::anon_send_exit(m.ctx->sessions, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(m.ctx->router, caf::exit_reason::user_shutdown);
+  m.ctx->sessions = caf::actor{};
+  m.ctx->router = caf::actor{};
+  m.acceptors.clear();
+  m.workers.clear();
+  spdlog::info("node stopped");
+}
+
+}  // namespace tern::actors::broker

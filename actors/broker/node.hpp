@@ -1,0 +1,32 @@
+// One Tern node: the actor system, the node's singleton actors, the I/O threads and the
+// listeners, started in order and stopped in reverse order.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "actors/config/config.hpp"
+
+namespace tern::actors::broker {
+
+class node {
+ public:
+  explicit node(config::config cfg);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// Starts actors, I/O threads and listeners. Returns an error message (e.g. a port that
+  /// cannot be bound) and leaves nothing running when it fails.
+  std::optional<std::string> start();
+
+  /// Graceful stop: listeners stop accepting, connections close, actors exit. Idempotent.
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tern::actors::broker

@@ -1,0 +1,75 @@
+// CAF message vocabulary of the broker's actors: atoms and the (node-local) payload types.
+//
+// Heavy (pulls in caf/all.hpp): include it only from actor implementation files.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include "actors/message.hpp"
+#include "actors/router/route_table.hpp"
+#include "actors/session/session.hpp"
+#include "proto/mqtt/packet.hpp"
+
+namespace tern::actors {
+
+namespace connection {
+class conn_io;
+}
+using conn_io_ptr = std::shared_ptr<connection::conn_io>;
+
+// connection <- conn_io
+using packet_atom = caf::atom_constant<caf::atom("packet")>;
+using closed_atom = caf::atom_constant<caf::atom("closed")>;
+// connection <- session / manager
+using kick_atom = caf::atom_constant<caf::atom("kick")>;
+// session manager
+using open_atom = caf::atom_constant<caf::atom("open")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using count_atom = caf::atom_constant<caf::atom("count")>;
+// session
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using detach_atom = caf::atom_constant<caf::atom("detach")>;
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+using puback_atom = caf::atom_constant<caf::atom("puback")>;
+using pubrec_atom = caf::atom_constant<caf::atom("pubrec")>;
+using pubcomp_atom = caf::atom_constant<caf::atom("pubcomp")>;
+using await_rel_atom = caf::atom_constant<caf::atom("awaitrel")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using unsub_atom = caf::atom_constant<caf::atom("unsub")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
+// router
+using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
+using del_route_atom = caf::atom_constant<caf::atom("delroute")>;
+
+/// Filters to add to the route table, with their options.
+using route_adds = std::vector<std::pair<std::string, router::sub_options>>;
+
+/// What a connection tells the session manager when a client connects.
+struct open_request {
+  std::string client_id;
+  bool clean_start = true;
+  std::chrono::milliseconds expiry{0};  ///< session lifetime after disconnect
+  proto::mqtt::protocol_version version = proto::mqtt::protocol_version::v3_1_1;
+  caf::actor conn;
+  conn_io_ptr io;
+};
+
+/// The session's answer to a connection that attached.
+struct open_reply {
+  caf::actor session;
+  bool session_present = false;
+};
+
+}  // namespace tern::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::proto::mqtt::packet)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::proto::mqtt::subscribe)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::proto::mqtt::unsubscribe)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::conn_io_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::session::delivery)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::router::sub_options)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::route_adds)

@@ -1,0 +1,305 @@
+// Node configuration: TOML parsing with a fixed schema and errors that name file:line: key.
+#include "actors/config/config.hpp"
+
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include <toml++/toml.h>
+
+namespace tern::actors::config {
+
+namespace {
+
+struct bad_value {
+  std::string what;
+};
+
+std::string where(const std::string& origin, const toml::node& n, const std::string& key) {
+  return origin + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
+}
+
+std::uint32_t as_u32(const toml::node& n, std::uint32_t min = 0,
+                     std::uint32_t max = std::numeric_limits<std::uint32_t>::max()) {
+  auto v = n.value<std::int64_t>();
+  if (!n.is_integer() || !v) {
+    throw bad_value{"expected an integer"};
+  }
+  if (*v < static_cast<std::int64_t>(min) || *v > static_cast<std::int64_t>(max)) {
+    throw bad_value{"must be between " + std::to_string(min) + " and " + std::to_string(max)};
+  }
+  return static_cast<std::uint32_t>(*v);
+}
+
+bool as_bool(const toml::node& n) {
+  if (!n.is_boolean()) {
+    throw bad_value{"expected true or false"};
+  }
+  return *n.value<bool>();
+}
+
+std::string as_string(const toml::node& n) {
+  if (!n.is_string()) {
+    throw bad_value{"expected a string"};
+  }
+  return *n.value<std::string>();
+}
+
+std::chrono::milliseconds as_duration(const toml::node& n) {
+  if (n.is_integer()) {
+    auto v = *n.value<std::int64_t>();
+    if (v < 0) {
+      throw bad_value{"must not be negative"};
+    }
+    return std::chrono::seconds(v);
+  }
+  if (n.is_string()) {
+    if (auto d = parse_duration(*n.value<std::string>())) {
+      return *d;
+    }
+  }
+  throw bad_value{"expected a duration such as \"500ms\", \"20s\", \"5m\", \"2h\" or seconds"};
+}
+
+using setter = std::function<void(config&, const toml::node&)>;
+
+const std::map<std::string, setter>& schema() {
+  static const std::map<std::string, setter> s = {
+      {"node.name", [](config& c, const toml::node& n) { c.node_name = as_string(n); }},
+      {"node.data_dir", [](config& c, const toml::node& n) { c.data_dir = as_string(n); }},
+      {"node.worker_threads",
+       [](config& c, const toml::node& n) { c.worker_threads = as_u32(n, 0, 256); }},
+      {"node.io_threads", [](config& c, const toml::node& n) { c.io_threads = as_u32(n, 1, 256); }},
+      {"log.level",
+       [](config& c, const toml::node& n) {
+         auto v = as_string(n);
+         static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+         for (auto* l : levels) {
+           if (v == l) {
+             c.log_level = v;
+             return;
+           }
+         }
+         throw bad_value{"expected one of trace, debug, info, warn, error, off"};
+       }},
+      {"mqtt.max_packet_size",
+       [](config& c, const toml::node& n) {
+         c.mqtt.max_packet_size = as_u32(n, 16, 268435455 + 5);
+       }},
+      {"mqtt.max_clientid_len",
+       [](config& c, const toml::node& n) { c.mqtt.max_clientid_len = as_u32(n, 23, 65535); }},
+      {"mqtt.max_topic_levels",
+       [](config& c, const toml::node& n) { c.mqtt.max_topic_levels = as_u32(n, 0, 65535); }},
+      {"mqtt.keepalive_backoff",
+       [](config& c, const toml::node& n) {
+         auto v = n.value<double>();
+         if (!v || *v < 1.0 || *v > 10.0) {
+           throw bad_value{"expected a number between 1.0 and 10.0"};
+         }
+         c.mqtt.keepalive_backoff = *v;
+       }},
+      {"mqtt.connect_timeout",
+       [](config& c, const toml::node& n) { c.mqtt.connect_timeout = as_duration(n); }},
+      {"session.expiry_interval",
+       [](config& c, const toml::node& n) { c.session.expiry_interval = as_duration(n); }},
+      {"session.max_inflight",
+       [](config& c, const toml::node& n) { c.session.max_inflight = as_u32(n, 1, 65535); }},
+      {"session.max_queued_messages",
+       [](config& c, const toml::node& n) { c.session.max_queued_messages = as_u32(n, 0); }},
+      {"session.queue_qos0",
+       [](config& c, const toml::node& n) { c.session.queue_qos0 = as_bool(n); }},
+      {"session.retry_interval",
+       [](config& c, const toml::node& n) { c.session.retry_interval = as_duration(n); }},
+      {"session.max_awaiting_rel",
+       [](config& c, const toml::node& n) { c.session.max_awaiting_rel = as_u32(n, 1, 65535); }},
+      {"session.await_rel_timeout",
+       [](config& c, const toml::node& n) { c.session.await_rel_timeout = as_duration(n); }},
+      {"session.max_subscriptions",
+       [](config& c, const toml::node& n) { c.session.max_subscriptions = as_u32(n); }},
+      {"session.max_send_buffer",
+       [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
+  };
+  return s;
+}
+
+void apply_listener(config& c, const std::string& kind, const std::string& name,
+                    const toml::table& t, const std::string& origin) {
+  if (kind != "tcp") {
+    throw std::runtime_error(where(origin, t, "listeners." + kind) +
+                             "unknown listener kind (supported: tcp)");
+  }
+  auto key = kind + "." + name;
+  auto& l = c.listeners[key];
+  l.name = name;
+  l.kind = kind;
+  for (auto&& [k, v] : t) {
+    std::string full = "listeners." + key + "." + std::string(k.str());
+    try {
+      if (k == "bind") {
+        l.bind = as_string(v);
+        if (!split_host_port(l.bind)) {
+          throw bad_value{"expected \"host:port\" or \"[ipv6]:port\""};
+        }
+      } else if (k == "max_connections") {
+        l.max_connections = as_u32(v, 1);
+      } else {
+        throw bad_value{"unknown key"};
+      }
+    } catch (const bad_value& e) {
+      throw std::runtime_error(where(origin, v, full) + e.what);
+    }
+  }
+}
+
+void apply_listeners(config& c, const toml::table& t, const std::string& origin) {
+  for (auto&& [kind, kinds] : t) {
+    auto* kt = kinds.as_table();
+    if (!kt) {
+      throw std::runtime_error(where(origin, kinds, "listeners." + std::string(kind.str())) +
+                               "expected a table [listeners.<kind>.<name>]");
+    }
+    for (auto&& [name, body] : *kt) {
+      auto* bt = body.as_table();
+      std::string full = "listeners." + std::string(kind.str()) + "." + std::string(name.str());
+      if (!bt) {
+        throw std::runtime_error(where(origin, body, full) + "expected a table");
+      }
+      apply_listener(c, std::string(kind.str()), std::string(name.str()), *bt, origin);
+    }
+  }
+}
+
+void apply(config& c, const toml::table& root, const std::string& origin) {
+  bool listeners_given = false;
+  for (auto&& [section, body] : root) {
+    std::string sec(section.str());
+    if (sec == "listeners") {
+      auto* t = body.as_table();
+      if (!t) {
+        throw std::runtime_error(where(origin, body, sec) + "expected a table");
+      }
+      if (!listeners_given) {
+        c.listeners.clear();  // a file that lists listeners replaces the default one
+        listeners_given = true;
+      }
+      apply_listeners(c, *t, origin);
+      continue;
+    }
+    auto* t = body.as_table();
+    if (!t) {
+      throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
+    }
+    for (auto&& [k, v] : *t) {
+      std::string full = sec + "." + std::string(k.str());
+      auto it = schema().find(full);
+      if (it == schema().end()) {
+        throw std::runtime_error(where(origin, v, full) + "unknown key");
+      }
+      try {
+        it->second(c, v);
+      } catch (const bad_value& e) {
+        throw std::runtime_error(where(origin, v, full) + e.what);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  if (text.empty()) {
+    return std::nullopt;
+  }
+  std::size_t i = 0;
+  std::uint64_t n = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+    if (n > 1000000000000ULL) {
+      return std::nullopt;
+    }
+    ++i;
+  }
+  if (i == 0) {
+    return std::nullopt;
+  }
+  auto unit = text.substr(i);
+  using namespace std::chrono;
+  if (unit.empty() || unit == "s") {
+    return duration_cast<milliseconds>(seconds(n));
+  }
+  if (unit == "ms") {
+    return milliseconds(n);
+  }
+  if (unit == "m") {
+    return duration_cast<milliseconds>(minutes(n));
+  }
+  if (unit == "h") {
+    return duration_cast<milliseconds>(hours(n));
+  }
+  if (unit == "d") {
+    return duration_cast<milliseconds>(hours(24 * n));
+  }
+  return std::nullopt;
+}
+
+std::optional<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view s) {
+  std::string host;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') {
+      return std::nullopt;
+    }
+    host = std::string(s.substr(1, close - 1));
+    port = s.substr(close + 2);
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos || s.find(':') != colon) {
+      return std::nullopt;
+    }
+    host = std::string(s.substr(0, colon));
+    port = s.substr(colon + 1);
+  }
+  if (host.empty() || port.empty() || port.size() > 5) {
+    return std::nullopt;
+  }
+  std::uint32_t p = 0;
+  for (char ch : port) {
+    if (ch < '0' || ch > '9') {
+      return std::nullopt;
+    }
+    p = p * 10 + static_cast<std::uint32_t>(ch - '0');
+  }
+  if (p > 65535) {
+    return std::nullopt;
+  }
+  return std::make_pair(host, static_cast<std::uint16_t>(p));
+}
+
+std::variant<config, config_error> parse(std::string_view toml_text, const std::string& origin,
+                                         config base) {
+  try {
+    auto root = toml::parse(toml_text, origin);
+    apply(base, root, origin);
+    return base;
+  } catch (const toml::parse_error& e) {
+    return config_error{origin + ":" + std::to_string(e.source().begin.line) + ": " +
+                        std::string(e.description())};
+  } catch (const std::runtime_error& e) {
+    return config_error{e.what()};
+  }
+}
+
+std::variant<config, config_error> load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return config_error{path + ": cannot open file"};
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+}  // namespace tern::actors::config

@@ -1,0 +1,226 @@
+// MQTT session state machine: inflight window, queue with drop policy, packet ids, retry.
+#include "actors/session/session.hpp"
+
+#include <algorithm>
+
+namespace tern::actors::session {
+
+session::session(const settings& s) : cfg_(s) {}
+
+void session::resume(clock::time_point now, out_list& out) {
+  online_ = true;
+  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in original order.
+  for (auto& e : inflight_) {
+    e.sent_at = now;
+    if (e.ph == phase::wait_pubcomp) {
+      out.emplace_back(out_pubrel{e.id});
+    } else {
+      out.emplace_back(out_publish{e.id, true, e.d});
+    }
+  }
+  drain(now, out);
+}
+
+deliver_result session::deliver(delivery d, clock::time_point now, out_list& out) {
+  if (online_) {
+    if (d.q == qos::at_most_once) {
+      out.emplace_back(out_publish{0, false, std::move(d)});
+      return deliver_result::sent;
+    }
+    // Keep order: while older messages wait in the queue, new ones queue behind them.
+    if (inflight_.size() < cfg_.max_inflight && queue_size() == 0) {
+      send_new(std::move(d), now, out);
+      return deliver_result::sent;
+    }
+  } else if (d.q == qos::at_most_once && !cfg_.queue_qos0) {
+    ++dropped_;
+    return deliver_result::dropped;
+  }
+  return enqueue(std::move(d));
+}
+
+deliver_result session::enqueue(delivery d) {
+  if (cfg_.max_queued == 0) {
+    ++dropped_;
+    return deliver_result::dropped;
+  }
+  if (!queue_) {
+    queue_ = std::make_unique<std::deque<delivery>>();
+  }
+  auto& q = *queue_;
+  bool evicted = false;
+  if (q.size() >= cfg_.max_queued) {
+    // Full: QoS 0 messages go first, then the oldest message.
+    if (d.q == qos::at_most_once && queued_qos0_ == 0) {
+      ++dropped_;
+      return deliver_result::dropped;
+    }
+    auto victim = q.begin();
+    if (queued_qos0_ > 0) {
+      victim = std::find_if(q.begin(), q.end(),
+                            [](const delivery& x) { return x.q == qos::at_most_once; });
+    }
+    if (victim->q == qos::at_most_once) {
+      --queued_qos0_;
+    }
+    q.erase(victim);
+    ++dropped_;
+    evicted = true;
+  }
+  if (d.q == qos::at_most_once) {
+    ++queued_qos0_;
+  }
+  q.push_back(std::move(d));
+  return evicted ? deliver_result::queued_evicted : deliver_result::queued;
+}
+
+void session::drain(clock::time_point now, out_list& out) {
+  if (!online_ || !queue_) {
+    return;
+  }
+  auto& q = *queue_;
+  while (!q.empty()) {
+    auto& front = q.front();
+    if (front.q == qos::at_most_once) {
+      --queued_qos0_;
+      out.emplace_back(out_publish{0, false, std::move(front)});
+    } else if (inflight_.size() < cfg_.max_inflight) {
+      send_new(std::move(front), now, out);
+    } else {
+      break;
+    }
+    q.pop_front();
+  }
+  if (q.empty()) {
+    queue_.reset();
+  }
+}
+
+std::uint16_t session::next_packet_id() {
+  // Ids in use are never reused; the window is far smaller than the id space.
+  for (;;) {
+    last_id_ = static_cast<std::uint16_t>(last_id_ == 65535 ? 1 : last_id_ + 1);
+    if (find(last_id_) == nullptr) {
+      return last_id_;
+    }
+  }
+}
+
+void session::send_new(delivery d, clock::time_point now, out_list& out) {
+  auto id = next_packet_id();
+  auto ph = d.q == qos::exactly_once ? phase::wait_pubrec : phase::wait_puback;
+  inflight_.push_back(inflight_entry{id, ph, now, d});
+  out.emplace_back(out_publish{id, false, std::move(d)});
+}
+
+session::inflight_entry* session::find(std::uint16_t id) {
+  for (auto& e : inflight_) {
+    if (e.id == id) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+void session::erase(std::uint16_t id) {
+  inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(),
+                                 [id](const inflight_entry& e) { return e.id == id; }),
+                  inflight_.end());
+}
+
+bool session::on_puback(std::uint16_t id, clock::time_point now, out_list& out) {
+  auto* e = find(id);
+  if (e == nullptr || e->ph != phase::wait_puback) {
+    return false;
+  }
+  erase(id);
+  drain(now, out);
+  return true;
+}
+
+bool session::on_pubrec(std::uint16_t id, clock::time_point now, out_list& out) {
+  auto* e = find(id);
+  if (e == nullptr) {
+    return false;
+  }
+  if (e->ph == phase::wait_puback) {
+    return false;
+  }
+  // A repeated PUBREC (after our PUBREL was lost) is answered with PUBREL again.
+  e->ph = phase::wait_pubcomp;
+  e->sent_at = now;
+  e->d.msg.reset();  // the payload is no longer needed: release it early
+  out.emplace_back(out_pubrel{id});
+  return true;
+}
+
+bool session::on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out) {
+  auto* e = find(id);
+  if (e == nullptr || e->ph != phase::wait_pubcomp) {
+    return false;
+  }
+  erase(id);
+  drain(now, out);
+  return true;
+}
+
+void session::retry(clock::time_point now, out_list& out) {
+  if (!online_ || cfg_.retry_interval.count() == 0) {
+    return;
+  }
+  for (auto& e : inflight_) {
+    if (now - e.sent_at < cfg_.retry_interval) {
+      continue;
+    }
+    e.sent_at = now;
+    if (e.ph == phase::wait_pubcomp) {
+      out.emplace_back(out_pubrel{e.id});
+    } else {
+      out.emplace_back(out_publish{e.id, true, e.d});
+    }
+  }
+}
+
+std::optional<clock::time_point> session::next_retry() const {
+  if (!online_ || inflight_.empty() || cfg_.retry_interval.count() == 0) {
+    return std::nullopt;
+  }
+  auto oldest = inflight_.front().sent_at;
+  for (auto& e : inflight_) {
+    oldest = std::min(oldest, e.sent_at);
+  }
+  return oldest + cfg_.retry_interval;
+}
+
+rel_result session::await_rel(std::uint16_t id, clock::time_point now) {
+  if (awaiting_rel_.count(id) != 0) {
+    return rel_result::duplicate;
+  }
+  if (awaiting_rel_.size() >= cfg_.max_awaiting_rel) {
+    expire_awaiting(now);
+    if (awaiting_rel_.size() >= cfg_.max_awaiting_rel) {
+      return rel_result::full;
+    }
+  }
+  awaiting_rel_.emplace(id, now);
+  return rel_result::fresh;
+}
+
+bool session::release(std::uint16_t id) {
+  return awaiting_rel_.erase(id) != 0;
+}
+
+std::size_t session::expire_awaiting(clock::time_point now) {
+  std::size_t n = 0;
+  for (auto it = awaiting_rel_.begin(); it != awaiting_rel_.end();) {
+    if (now - it->second >= cfg_.await_rel_timeout) {
+      it = awaiting_rel_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
+}
+
+}  // namespace tern::actors::session

@@ -1,0 +1,134 @@
+// MQTT session state of one client: outbound inflight window, offline/overflow queue, packet
+// ids, retry, and the inbound QoS 2 awaiting-PUBREL table. Pure: no I/O, no actors, no clock
+// of its own (callers pass `now`).
+//
+// The session actor owns one `session`, feeds it events and writes the returned packets.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "actors/message.hpp"
+
+namespace tern::actors::session {
+
+using clock = std::chrono::steady_clock;
+using proto::mqtt::qos;
+
+struct settings {
+  std::uint32_t max_inflight = 32;
+  std::uint32_t max_queued = 1000;
+  bool queue_qos0 = true;
+  std::chrono::milliseconds retry_interval{20000};  ///< 0: never resend while connected
+  std::uint32_t max_awaiting_rel = 100;
+  std::chrono::milliseconds await_rel_timeout{20000};
+};
+
+/// One message on its way to this session's client.
+struct delivery {
+  message_ptr msg;
+  qos q = qos::at_most_once;  ///< min(publish QoS, granted QoS)
+  bool retain = false;        ///< retain flag as sent to this subscriber
+  std::vector<std::uint32_t> subscription_ids;
+};
+
+/// A PUBLISH to write. QoS 0 deliveries have packet_id 0.
+struct out_publish {
+  std::uint16_t packet_id = 0;
+  bool dup = false;
+  delivery d;
+};
+/// A PUBREL to write (QoS 2, after the client's PUBREC).
+struct out_pubrel {
+  std::uint16_t packet_id = 0;
+};
+using outgoing = std::variant<out_publish, out_pubrel>;
+using out_list = std::vector<outgoing>;
+
+/// What happened to a delivered message (for metrics).
+enum class deliver_result : std::uint8_t {
+  sent,           ///< written now (QoS 0, or QoS 1/2 with room in the window)
+  queued,         ///< kept for later (offline, or window full)
+  dropped,        ///< not kept: QoS 0 while offline without queue_qos0, or queue full of others
+  queued_evicted, ///< queued, and an older message was dropped to make room
+};
+
+/// Result of a PUBLISH QoS 2 from the client (inbound), keyed by its packet id.
+enum class rel_result : std::uint8_t {
+  fresh,      ///< first time: route the message, answer PUBREC
+  duplicate,  ///< already routed: answer PUBREC again, do not route
+  full,       ///< awaiting-PUBREL table is full: refuse
+};
+
+class session {
+ public:
+  explicit session(const settings& s);
+
+  /// The client (re)connected: resends the inflight window in order (PUBLISH with DUP, or
+  /// PUBREL), then fills the window from the queue. [MQTT-4.4.0-1]
+  void resume(clock::time_point now, out_list& out);
+
+  /// The client's connection ended. Inflight messages stay inflight; new ones queue.
+  void pause() { online_ = false; }
+  bool is_online() const { return online_; }
+
+  /// A message for the client. Appends what to write now to `out`.
+  deliver_result deliver(delivery d, clock::time_point now, out_list& out);
+
+  /// Client acknowledgements. Each returns false when `id` is not inflight in the right state
+  /// (a protocol error the caller may log); a freed slot is refilled from the queue.
+  bool on_puback(std::uint16_t id, clock::time_point now, out_list& out);
+  bool on_pubrec(std::uint16_t id, clock::time_point now, out_list& out);
+  bool on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out);
+
+  /// Resends (with DUP) whatever has waited retry_interval since it was last sent.
+  void retry(clock::time_point now, out_list& out);
+  /// When retry() next has work, if anything is inflight and retry is enabled.
+  std::optional<clock::time_point> next_retry() const;
+
+  /// Inbound QoS 2: the client sent PUBLISH with this id.
+  rel_result await_rel(std::uint16_t id, clock::time_point now);
+  /// Inbound QoS 2: the client sent PUBREL. Returns false when the id was unknown.
+  bool release(std::uint16_t id);
+  /// Drops awaiting-PUBREL entries older than await_rel_timeout; returns how many.
+  std::size_t expire_awaiting(clock::time_point now);
+
+  std::size_t inflight_size() const { return inflight_.size(); }
+  std::size_t queue_size() const { return queue_ ? queue_->size() : 0; }
+  std::size_t awaiting_rel_size() const { return awaiting_rel_.size(); }
+  std::uint64_t dropped() const { return dropped_; }
+
+ private:
+  enum class phase : std::uint8_t { wait_puback, wait_pubrec, wait_pubcomp };
+  struct inflight_entry {
+    std::uint16_t id;
+    phase ph;
+    clock::time_point sent_at;
+    delivery d;
+  };
+
+  std::uint16_t next_packet_id();
+  void send_new(delivery d, clock::time_point now, out_list& out);
+  void drain(clock::time_point now, out_list& out);
+  deliver_result enqueue(delivery d);
+  inflight_entry* find(std::uint16_t id);
+  void erase(std::uint16_t id);
+
+  settings cfg_;
+  bool online_ = false;
+  std::uint16_t last_id_ = 0;
+  std::uint64_t dropped_ = 0;
+  std::size_t queued_qos0_ = 0;
+  std::vector<inflight_entry> inflight_;  // in send order; small (<= max_inflight)
+  // Allocated on first use: an empty std::deque costs ~600 bytes, too much per idle client.
+  std::unique_ptr<std::deque<delivery>> queue_;
+  std::unordered_map<std::uint16_t, clock::time_point> awaiting_rel_;
+};
+
+}  // namespace tern::actors::session

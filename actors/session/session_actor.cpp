@@ -1,0 +1,337 @@
+// Session actor: subscriptions, delivery through the session state machine, takeover.
+#include "actors/session/session_actor.hpp"
+
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/broker/types.hpp"
+#include "actors/connection/conn_io.hpp"
+#include "proto/mqtt/codec.hpp"
+#include "proto/mqtt/topic.hpp"
+
+namespace tern::actors::session {
+
+namespace {
+
+namespace mqtt = proto::mqtt;
+
+struct session_actor_state {
+  explicit session_actor_state() : s(settings{}) {}
+  broker::context_ptr ctx;
+  std::string client_id;
+  session s;
+  std::map<std::string, router::sub_options, std::less<>> subs;
+  caf::actor conn;
+  conn_io_ptr io;
+  mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
+  bool retry_scheduled = false;
+  static inline const char* name = "session";
+};
+
+using self_ptr = caf::stateful_actor<session_actor_state>*;
+
+settings settings_from(const config::session_config& c) {
+  settings s;
+  s.max_inflight = c.max_inflight;
+  s.max_queued = c.max_queued_messages;
+  s.queue_qos0 = c.queue_qos0;
+  s.retry_interval = c.retry_interval;
+  s.max_awaiting_rel = c.max_awaiting_rel;
+  s.await_rel_timeout = c.await_rel_timeout;
+  return s;
+}
+
+void schedule_retry(self_ptr self) {
+  auto& st = self->state;
+  if (st.retry_scheduled) {
+    return;
+  }
+  if (auto next = st.s.next_retry()) {
+    st.retry_scheduled = true;
+    auto delay = std::max(*next - clock::now(), clock::duration(std::chrono::milliseconds(10)));
+    self->delayed_send(self, delay, retry_atom::value);
+  }
+}
+
+void write_out(self_ptr self, out_list& out) {
+  auto& st = self->state;
+  if (out.empty()) {
+    return;
+  }
+  if (!st.io) {
+    out.clear();
+    return;
+  }
+  std::string bytes;
+  std::size_t sent = 0;
+  for (auto& o : out) {
+    if (auto* p = std::get_if<out_publish>(&o)) {
+      if (p->d.q == qos::at_most_once && st.io->is_congested()) {
+        // The client is not keeping up: QoS 0 is dropped, never buffered without bound.
+        st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      mqtt::publish pub;
+      pub.dup = p->dup;
+      pub.q = p->d.q;
+      pub.retain = p->d.retain;
+      pub.packet_id = p->packet_id;
+      pub.topic = p->d.msg->topic;
+      pub.payload = p->d.msg->payload;
+      if (st.version == mqtt::protocol_version::v5) {
+        pub.props = p->d.msg->props;
+        pub.props.subscription_identifiers = p->d.subscription_ids;
+      }
+      mqtt::encode(pub, st.version, bytes);
+      ++sent;
+    } else {
+      mqtt::pubrel rel;
+      rel.packet_id = std::get<out_pubrel>(o).packet_id;
+      mqtt::encode(rel, st.version, bytes);
+    }
+  }
+  out.clear();
+  st.ctx->stats.messages_sent.fetch_add(sent, std::memory_order_relaxed);
+  st.io->send(std::move(bytes));
+  schedule_retry(self);
+}
+
+void deliver(self_ptr self, delivery d) {
+  auto& st = self->state;
+  out_list out;
+  auto r = st.s.deliver(std::move(d), clock::now(), out);
+  if (r == deliver_result::dropped || r == deliver_result::queued_evicted) {
+    st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+  write_out(self, out);
+}
+
+void unroute_all(self_ptr self) {
+  auto& st = self->state;
+  if (st.subs.empty()) {
+    return;
+  }
+  std::vector<std::string> filters;
+  filters.reserve(st.subs.size());
+  for (auto& kv : st.subs) {
+    filters.push_back(kv.first);
+  }
+  st.subs.clear();
+  self->send(st.ctx->router, del_route_atom::value, std::move(filters),
+             caf::actor_cast<caf::actor>(self));
+}
+
+std::uint8_t failure_code(self_ptr self, mqtt::reason_code rc) {
+  return self->state.version == mqtt::protocol_version::v5 ? static_cast<std::uint8_t>(rc) : 0x80;
+}
+
+void on_subscribe(self_ptr self, mqtt::subscribe& p) {
+  auto& st = self->state;
+  mqtt::suback ack;
+  ack.packet_id = p.packet_id;
+  route_adds adds;
+  std::vector<std::pair<std::string, std::uint8_t>> retained_for;  // filter, retain handling
+  const auto& cfg = st.ctx->cfg;
+  for (auto& sub : p.subscriptions) {
+    auto parsed = mqtt::parse_filter(sub.filter);
+    if (!parsed || !mqtt::is_valid_topic_filter(parsed->filter, cfg.mqtt.max_topic_levels)) {
+      ack.reasons.push_back(failure_code(self, mqtt::reason_code::topic_filter_invalid));
+      continue;
+    }
+    if (parsed->share_group) {
+      ack.reasons.push_back(
+          failure_code(self, mqtt::reason_code::shared_subscriptions_not_supported));
+      continue;
+    }
+    bool exists = st.subs.count(sub.filter) != 0;
+    if (!exists && cfg.session.max_subscriptions != 0 &&
+        st.subs.size() >= cfg.session.max_subscriptions) {
+      ack.reasons.push_back(failure_code(self, mqtt::reason_code::quota_exceeded));
+      continue;
+    }
+    router::sub_options opts;
+    opts.max_qos = std::min(sub.max_qos, qos::exactly_once);
+    opts.no_local = sub.no_local;
+    opts.retain_as_published = sub.retain_as_published;
+    opts.retain_handling = sub.retain_handling;
+    if (!p.props.subscription_identifiers.empty()) {
+      opts.subscription_id = p.props.subscription_identifiers.front();
+    }
+    st.subs[sub.filter] = opts;
+    adds.emplace_back(sub.filter, opts);
+    ack.reasons.push_back(static_cast<std::uint8_t>(opts.max_qos));
+    if (sub.retain_handling == 0 || (sub.retain_handling == 1 && !exists)) {
+      retained_for.emplace_back(sub.filter, sub.retain_handling);
+    }
+  }
+  auto finish = [self, ack = std::move(ack), retained_for = std::move(retained_for)]() {
+    auto& st = self->state;
+    if (st.io) {
+      std::string bytes;
+      mqtt::encode(ack, st.version, bytes);
+      st.io->send(std::move(bytes));
+    }
+    // [MQTT-3.3.1-8] retained messages go out with RETAIN set, after the SUBACK.
+    for (auto& [filter, rh] : retained_for) {
+      auto opts = st.subs.find(filter);
+      if (opts == st.subs.end()) {
+        continue;
+      }
+      for (auto& m : st.ctx->retained.match(filter)) {
+        delivery d{m, std::min(m->q, opts->second.max_qos), true, {}};
+        if (opts->second.subscription_id != 0) {
+          d.subscription_ids.push_back(opts->second.subscription_id);
+        }
+        deliver(self, std::move(d));
+      }
+    }
+  };
+  if (adds.empty()) {
+    finish();
+    return;
+  }
+  // await: no message is delivered, and no later packet handled, before the routes exist.
+  self->request(st.ctx->router, caf::infinite, add_route_atom::value, std::move(adds),
+                caf::actor_cast<caf::actor>(self))
+      .await([finish](bool) { finish(); });
+}
+
+void on_unsubscribe(self_ptr self, mqtt::unsubscribe& p) {
+  auto& st = self->state;
+  mqtt::unsuback ack;
+  ack.packet_id = p.packet_id;
+  std::vector<std::string> dels;
+  for (auto& f : p.filters) {
+    auto it = st.subs.find(f);
+    if (it == st.subs.end()) {
+      ack.reasons.push_back(static_cast<std::uint8_t>(mqtt::reason_code::no_subscription_existed));
+      continue;
+    }
+    st.subs.erase(it);
+    dels.push_back(f);
+    ack.reasons.push_back(static_cast<std::uint8_t>(mqtt::reason_code::success));
+  }
+  auto finish = [self, ack = std::move(ack)] {
+    auto& st = self->state;
+    if (st.io) {
+      std::string bytes;
+      mqtt::encode(ack, st.version, bytes);
+      st.io->send(std::move(bytes));
+    }
+  };
+  if (dels.empty()) {
+    finish();
+    return;
+  }
+  self->request(st.ctx->router, caf::infinite, del_route_atom::value, std::move(dels),
+                caf::actor_cast<caf::actor>(self))
+      .await([finish](bool) { finish(); });
+}
+
+open_reply on_attach(self_ptr self, open_request& req, bool present) {
+  auto& st = self->state;
+  if (st.conn && st.conn != req.conn) {
+    // [MQTT-3.1.4-2] the existing connection of this client id is closed.
+    self->send(st.conn, kick_atom::value);
+  }
+  st.conn = req.conn;
+  st.io = req.io;
+  st.version = req.version;
+  mqtt::connack ack;
+  ack.session_present = present;
+  std::string bytes;
+  mqtt::encode(ack, st.version, bytes);
+  st.io->send(std::move(bytes));
+  out_list out;
+  st.s.resume(clock::now(), out);
+  write_out(self, out);
+  return open_reply{caf::actor_cast<caf::actor>(self), present};
+}
+
+caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
+                           broker::context_ptr ctx, std::string client_id) {
+  self->state.s = session(settings_from(ctx->cfg.session));
+  self->state.ctx = std::move(ctx);
+  self->state.client_id = std::move(client_id);
+  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      spdlog::error("session {} failed: {}", self->state.client_id, e.what());
+    } catch (...) {
+      spdlog::error("session {} failed", self->state.client_id);
+    }
+    // Last words: nobody may route to a dead session; its client must reconnect.
+    unroute_all(self);
+    if (self->state.conn) {
+      self->send(self->state.conn, kick_atom::value);
+    }
+    return caf::exit_reason::unhandled_exception;
+  });
+  return {
+      [=](attach_atom, open_request& req, bool present) { return on_attach(self, req, present); },
+      [=](detach_atom, const caf::actor& conn) {
+        auto& st = self->state;
+        if (st.conn == conn) {
+          st.conn = caf::actor{};
+          st.io.reset();
+          st.s.pause();
+        }
+      },
+      [=](deliver_atom, delivery& d) { deliver(self, std::move(d)); },
+      [=](puback_atom, std::uint16_t id) {
+        out_list out;
+        self->state.s.on_puback(id, clock::now(), out);
+        write_out(self, out);
+      },
+      [=](pubrec_atom, std::uint16_t id) {
+        out_list out;
+        if (!self->state.s.on_pubrec(id, clock::now(), out) &&
+            self->state.version == mqtt::protocol_version::v5 && self->state.io) {
+          // Unknown id: answer PUBREL 0x92 so the client can finish its side.
+          mqtt::pubrel rel;
+          rel.packet_id = id;
+          rel.reason = static_cast<std::uint8_t>(mqtt::reason_code::packet_identifier_not_found);
+          self->state.io->send(mqtt::encode(rel, self->state.version));
+        }
+        write_out(self, out);
+      },
+      [=](pubcomp_atom, std::uint16_t id) {
+        out_list out;
+        self->state.s.on_pubcomp(id, clock::now(), out);
+        write_out(self, out);
+      },
+      [=](await_rel_atom, std::uint16_t id) -> std::uint8_t {
+        return static_cast<std::uint8_t>(self->state.s.await_rel(id, clock::now()));
+      },
+      [=](release_atom, std::uint16_t id) { self->state.s.release(id); },
+      [=](subscribe_atom, mqtt::subscribe& p) { on_subscribe(self, p); },
+      [=](unsub_atom, mqtt::unsubscribe& p) { on_unsubscribe(self, p); },
+      [=](retry_atom) {
+        auto& st = self->state;
+        st.retry_scheduled = false;
+        out_list out;
+        st.s.retry(clock::now(), out);
+        write_out(self, out);
+        schedule_retry(self);
+      },
+      [=](terminate_atom) {
+        auto& st = self->state;
+        if (st.conn) {
+          self->send(st.conn, kick_atom::value);
+        }
+        unroute_all(self);
+        self->quit();
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_session(caf::local_actor* parent, const broker::context_ptr& ctx,
+                         const std::string& client_id) {
+  return parent->spawn<caf::monitored>(session_impl, ctx, client_id);
+}
+
+}  // namespace tern::actors::session

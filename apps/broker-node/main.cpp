@@ -1,0 +1,106 @@
+// broker-node: starts one Tern node from etc/tern.toml (or embedded defaults) and flags.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/broker/node.hpp"
+#include "actors/config/config.hpp"
+
+namespace {
+
+namespace cfg = tern::actors::config;
+
+struct flags {
+  std::string config_file;
+  std::string listen;
+  std::string node_name;
+  std::string data_dir;
+  std::string log_level;
+};
+
+/// Applies command-line overrides on top of the file; returns an error message or "".
+std::string apply_flags(const flags& f, cfg::config& c) {
+  if (!f.listen.empty()) {
+    if (!cfg::split_host_port(f.listen)) {
+      return "--listen: expected host:port, got \"" + f.listen + "\"";
+    }
+    c.listeners.erase("tcp.default");
+    cfg::listener_config l{"default"};
+    l.bind = f.listen;
+    c.listeners["tcp.default"] = l;
+  }
+  if (!f.node_name.empty()) {
+    c.node_name = f.node_name;
+  }
+  if (!f.data_dir.empty()) {
+    c.data_dir = f.data_dir;
+  }
+  if (!f.log_level.empty()) {
+    c.log_level = f.log_level;
+  }
+  return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Tern MQTT broker node"};
+  flags f;
+  app.add_option("-c,--config", f.config_file, "TOML configuration file (etc/tern.toml)");
+  app.add_option("--listen", f.listen, "MQTT/TCP listener address host:port (default listener)");
+  app.add_option("--node-name", f.node_name, "node name, e.g. tern@host");
+  app.add_option("--data-dir", f.data_dir, "directory for the node's persistent state");
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  CLI11_PARSE(app, argc, argv);
+
+  cfg::config c;
+  if (!f.config_file.empty()) {
+    auto r = cfg::load_file(f.config_file);
+    if (auto* err = std::get_if<cfg::config_error>(&r)) {
+      std::fprintf(stderr, "broker-node: config error: %s\n", err->message.c_str());
+      return 2;
+    }
+    c = std::get<cfg::config>(std::move(r));
+  }
+  if (auto err = apply_flags(f, c); !err.empty()) {
+    std::fprintf(stderr, "broker-node: %s\n", err.c_str());
+    return 2;
+  }
+
+  auto logger = spdlog::stderr_color_mt("tern");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(c.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  // Signals are taken synchronously by this thread; every other thread blocks them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto node = std::make_unique<tern::actors::broker::node>(c);
+  if (auto err = node->start()) {
+    spdlog::error("{}", *err);
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("received signal {}, shutting down", sig);
+  // A watchdog: a stop that hangs must not keep the process (and its port) forever.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    std::fprintf(stderr, "broker-node: shutdown took too long, exiting\n");
+    std::_Exit(3);
+  }).detach();
+  node->stop();
+  node.reset();
+  return 0;
+}
