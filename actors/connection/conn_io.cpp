@@ -107,7 +107,12 @@ void conn_io::on_readable() {
         auto& e = dec_.error();
         spdlog::info("conn {} {}: bad packet ({:#04x} {}), closing", id_, peer_,
                      static_cast<unsigned>(e.code), e.detail);
-        if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_) {
+        if (e.code == proto::mqtt::reason_code::unsupported_protocol_version) {
+          // [MQTT-3.1.2-2] answer an unknown protocol level with CONNACK 0x01, then close.
+          static const char refuse[] = {0x20, 0x02, 0x00, 0x01};
+          error_code ignored;
+          asio::write(sock_, asio::buffer(refuse, sizeof(refuse)), ignored);
+        } else if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_) {
           // [MQTT-4.13.1-1] a v5 peer is told why before the connection closes.
           proto::mqtt::disconnect d;
           d.reason = static_cast<std::uint8_t>(e.code);
