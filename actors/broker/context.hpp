@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include <caf/actor.hpp>
 
@@ -39,9 +40,29 @@ struct context {
   counters stats;
   std::atomic<std::uint64_t> next_conn_id{1};
 
-  /// Set during start-up, before any client is accepted; constant afterwards.
-  caf::actor router;
-  caf::actor sessions;
+  /// The node's singleton actors. Their supervisor may restart them, so readers take a
+  /// copy of the current handle (a short uncontended lock, off the per-message path).
+  caf::actor router() const {
+    std::lock_guard lock{actors_mtx_};
+    return router_;
+  }
+  caf::actor sessions() const {
+    std::lock_guard lock{actors_mtx_};
+    return sessions_;
+  }
+  void set_router(caf::actor a) {
+    std::lock_guard lock{actors_mtx_};
+    router_ = std::move(a);
+  }
+  void set_sessions(caf::actor a) {
+    std::lock_guard lock{actors_mtx_};
+    sessions_ = std::move(a);
+  }
+
+ private:
+  mutable std::mutex actors_mtx_;
+  caf::actor router_;
+  caf::actor sessions_;
 };
 
 using context_ptr = std::shared_ptr<context>;

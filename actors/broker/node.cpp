@@ -16,6 +16,7 @@
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/connection.hpp"
 #include "actors/session/session_manager.hpp"
+#include "supervision/supervisor.hpp"
 
 namespace tern::actors::broker {
 
@@ -100,6 +101,7 @@ struct node::impl {
   context_ptr ctx;
   std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
+  caf::actor root;  // the node's root supervisor
   std::vector<std::unique_ptr<io_worker>> workers;
   std::list<tcp::acceptor> acceptors;
   std::atomic<std::size_t> next_worker{0};
@@ -186,9 +188,34 @@ std::optional<std::string> node::start() {
   m.sys_cfg->set("scheduler.max-threads",
                  static_cast<std::size_t>(cfg.worker_threads ? cfg.worker_threads : cores));
   m.sys_cfg->set("logger.verbosity", caf::atom("quiet"));
+  supervision::add_error_category(*m.sys_cfg);
   m.sys = std::make_unique<caf::actor_system>(*m.sys_cfg);
-  m.ctx->router = m.sys->spawn(router_impl, m.ctx);
-  m.ctx->sessions = session::spawn_session_manager(*m.sys, m.ctx);
+
+  // tern (one_for_one): router, then the session manager; stopped in reverse order.
+  supervision::supervisor_spec root;
+  root.strategy = supervision::restart_strategy::one_for_one;
+  root.intensity = 10;
+  root.period = std::chrono::seconds(60);
+  auto ctx = m.ctx;
+  root.children.push_back(supervision::child_spec{
+      "router",
+      [ctx](caf::local_actor* sup, const caf::message&) -> caf::expected<caf::actor> {
+        auto a = sup->spawn(router_impl, ctx);
+        ctx->set_router(a);
+        return a;
+      }});
+  root.children.push_back(supervision::child_spec{
+      "sessions",
+      [ctx](caf::local_actor* sup, const caf::message&) -> caf::expected<caf::actor> {
+        auto a = session::spawn_session_manager(sup->system(), ctx);
+        ctx->set_sessions(a);
+        return a;
+      }});
+  auto started = supervision::start_supervisor(*m.sys, std::move(root));
+  if (!started) {
+    return "cannot start the node's actors: " + m.sys->render(started.error());
+  }
+  m.root = *started;
 
   for (std::uint32_t i = 0; i < cfg.io_threads; ++i) {
     m.workers.push_back(std::make_unique<io_worker>());
@@ -237,11 +264,14 @@ void node::stop() {
       w->thread.join();
     }
   }
-  // 4. Actors: the session manager ends all sessions, then the router goes.
-  caf::anon_send_exit(m.ctx->sessions, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(m.ctx->router, caf::exit_reason::user_shutdown);
-  m.ctx->sessions = caf::actor{};
-  m.ctx->router = caf::actor{};
+  // 4. Actors: the root supervisor stops the session manager (which ends every session),
+  //    then the router.
+  if (m.root) {
+    caf::anon_send_exit(m.root, caf::exit_reason::user_shutdown);
+    m.root = caf::actor{};
+  }
+  m.ctx->set_sessions(caf::actor{});
+  m.ctx->set_router(caf::actor{});
   m.acceptors.clear();
   m.workers.clear();
   spdlog::info("node stopped");

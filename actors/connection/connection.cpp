@@ -143,7 +143,7 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
   // await: packets the client pipelines after CONNECT wait until the session is attached.
-  self->request(st.ctx->sessions, caf::infinite, open_atom::value, std::move(req))
+  self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
       .await(
           [=](open_reply& r) {
             auto& st = self->state;
@@ -274,7 +274,7 @@ void on_closed(self_ptr self, const std::string& reason) {
   spdlog::debug("client {} ({}) closed: {}", st.client_id, st.io->peer(), reason);
   if (st.session) {
     publish_will(self);
-    self->send(st.ctx->sessions, detach_atom::value, st.client_id,
+    self->send(st.ctx->sessions(), detach_atom::value, st.client_id,
                caf::actor_cast<caf::actor>(self));
   }
   if (was_connected) {

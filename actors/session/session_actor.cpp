@@ -118,7 +118,7 @@ void unroute_all(self_ptr self) {
     filters.push_back(kv.first);
   }
   st.subs.clear();
-  self->send(st.ctx->router, del_route_atom::value, std::move(filters),
+  self->send(st.ctx->router(), del_route_atom::value, std::move(filters),
              caf::actor_cast<caf::actor>(self));
 }
 
@@ -192,7 +192,7 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p) {
     return;
   }
   // await: no message is delivered, and no later packet handled, before the routes exist.
-  self->request(st.ctx->router, caf::infinite, add_route_atom::value, std::move(adds),
+  self->request(st.ctx->router(), caf::infinite, add_route_atom::value, std::move(adds),
                 caf::actor_cast<caf::actor>(self))
       .await([finish](bool) { finish(); });
 }
@@ -224,7 +224,7 @@ void on_unsubscribe(self_ptr self, mqtt::unsubscribe& p) {
     finish();
     return;
   }
-  self->request(st.ctx->router, caf::infinite, del_route_atom::value, std::move(dels),
+  self->request(st.ctx->router(), caf::infinite, del_route_atom::value, std::move(dels),
                 caf::actor_cast<caf::actor>(self))
       .await([finish](bool) { finish(); });
 }

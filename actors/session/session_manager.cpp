@@ -49,6 +49,14 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
     st.by_client.erase(it->second);
     st.by_session.erase(it);
   });
+  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr&) -> caf::error {
+    // Sessions without their registry would never expire: end them with us. Their clients
+    // reconnect to the restarted manager.
+    for (auto& kv : self->state.by_client) {
+      self->send_exit(kv.second.session, caf::exit_reason::unhandled_exception);
+    }
+    return caf::exit_reason::unhandled_exception;
+  });
   self->set_exit_handler([self](caf::exit_msg& em) {
     // Node shutdown: end every session, then ourselves.
     for (auto& kv : self->state.by_client) {
