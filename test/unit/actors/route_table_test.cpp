@@ -1,0 +1,276 @@
+// Unit tests for actors/router/route_table (filter -> subscribers over the trie) and
+// actors/router/retain_store (retained messages by topic).
+#include "actors/router/route_table.hpp"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "actors/router/retain_store.hpp"
+
+namespace {
+
+using tern::actors::message;
+using tern::actors::message_ptr;
+using tern::actors::router::retain_store;
+using tern::actors::router::route_table;
+using tern::actors::router::sub_options;
+using tern::proto::mqtt::qos;
+
+using hit = std::pair<std::string, std::string>;  // (filter, subscriber)
+using hits = std::vector<hit>;
+
+// Every (filter, subscriber) the table reports for `topic`, sorted (match order is unspecified).
+hits match_all(const route_table<std::string>& t, std::string_view topic) {
+  hits out;
+  t.match(topic, [&](std::string_view filter, const route_table<std::string>::entry& e) {
+    out.emplace_back(std::string(filter), e.sub);
+  });
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+sub_options opts(qos q, std::uint32_t sub_id = 0) {
+  sub_options o;
+  o.max_qos = q;
+  o.subscription_id = sub_id;
+  return o;
+}
+
+message_ptr retained(const std::string& topic, const std::string& payload) {
+  auto m = std::make_shared<message>();
+  m->topic = topic;
+  m->payload = payload;
+  m->retain = true;
+  return m;
+}
+
+std::vector<std::string> topics(const std::vector<message_ptr>& ms) {
+  std::vector<std::string> out;
+  for (const auto& m : ms) {
+    out.push_back(m->topic);
+  }
+  return out;
+}
+
+using strings = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("route_table: empty table matches nothing", "[route_table]") {
+  route_table<std::string> t;
+  CHECK(t.route_count() == 0);
+  CHECK(t.subscription_count() == 0);
+  CHECK(match_all(t, "a/b").empty());
+}
+
+TEST_CASE("route_table: add, replace and counts", "[route_table]") {
+  route_table<std::string> t;
+  CHECK(t.add("a/b", "s1", opts(qos::at_least_once)));       // new route
+  CHECK_FALSE(t.add("a/b", "s2", opts(qos::at_most_once)));  // same route, second subscriber
+  CHECK(t.add("a/+", "s1", opts(qos::exactly_once)));
+  CHECK(t.route_count() == 2);
+  CHECK(t.subscription_count() == 3);
+
+  // Adding the same (filter, subscriber) again replaces its options: no new subscription.
+  CHECK_FALSE(t.add("a/b", "s1", opts(qos::exactly_once, 42)));
+  CHECK(t.route_count() == 2);
+  CHECK(t.subscription_count() == 3);
+
+  std::vector<std::pair<std::string, sub_options>> seen;
+  t.match("a/b", [&](std::string_view filter, const route_table<std::string>::entry& e) {
+    if (filter == "a/b" && e.sub == "s1") {
+      seen.emplace_back(e.sub, e.opts);
+    }
+  });
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].second.max_qos == qos::exactly_once);
+  CHECK(seen[0].second.subscription_id == 42);
+}
+
+TEST_CASE("route_table: match reports each (filter, entry) for exact and wildcard filters",
+          "[route_table]") {
+  route_table<std::string> t;
+  t.add("sport/tennis/player1", "exact", opts(qos::at_most_once));
+  t.add("sport/+/player1", "plus", opts(qos::at_most_once));
+  t.add("sport/#", "hash", opts(qos::at_most_once));
+  t.add("sport/#", "hash2", opts(qos::at_most_once));
+  t.add("#", "all", opts(qos::at_most_once));
+  t.add("+/+", "two", opts(qos::at_most_once));
+  t.add("other/#", "other", opts(qos::at_most_once));
+  CHECK(t.route_count() == 6);
+  CHECK(t.subscription_count() == 7);
+
+  CHECK(match_all(t, "sport/tennis/player1") == hits{{"#", "all"},
+                                                     {"sport/#", "hash"},
+                                                     {"sport/#", "hash2"},
+                                                     {"sport/+/player1", "plus"},
+                                                     {"sport/tennis/player1", "exact"}});
+  CHECK(match_all(t, "sport/tennis/player2") ==
+        hits{{"#", "all"}, {"sport/#", "hash"}, {"sport/#", "hash2"}});
+  // "sport/#" also matches the parent level itself.
+  CHECK(match_all(t, "sport") == hits{{"#", "all"}, {"sport/#", "hash"}, {"sport/#", "hash2"}});
+  CHECK(match_all(t, "a/b") == hits{{"#", "all"}, {"+/+", "two"}});
+  CHECK(match_all(t, "a") == hits{{"#", "all"}});
+}
+
+TEST_CASE("route_table: $SYS topics are not matched by leading wildcards", "[route_table]") {
+  route_table<std::string> t;
+  t.add("#", "all", opts(qos::at_most_once));
+  t.add("+/broker/uptime", "plus", opts(qos::at_most_once));
+  t.add("$SYS/#", "sys", opts(qos::at_most_once));
+  t.add("$SYS/broker/+", "sys-plus", opts(qos::at_most_once));
+  CHECK(match_all(t, "$SYS/broker/uptime") ==
+        hits{{"$SYS/#", "sys"}, {"$SYS/broker/+", "sys-plus"}});
+  CHECK(match_all(t, "x/broker/uptime") == hits{{"#", "all"}, {"+/broker/uptime", "plus"}});
+}
+
+TEST_CASE("route_table: remove", "[route_table]") {
+  route_table<std::string> t;
+  t.add("a/#", "s1", opts(qos::at_most_once));
+  t.add("a/#", "s2", opts(qos::at_most_once));
+  t.add("a/b", "s1", opts(qos::at_most_once));
+
+  CHECK_FALSE(t.remove("a/#", "s1"));  // s2 still subscribed: the route stays
+  CHECK(t.route_count() == 2);
+  CHECK(t.subscription_count() == 2);
+  CHECK(match_all(t, "a/b") == hits{{"a/#", "s2"}, {"a/b", "s1"}});
+
+  CHECK_FALSE(t.remove("a/#", "nobody"));  // not subscribed: nothing changes
+  CHECK_FALSE(t.remove("no/such/filter", "s2"));
+  CHECK(t.subscription_count() == 2);
+  CHECK(t.route_count() == 2);
+
+  CHECK(t.remove("a/#", "s2"));  // last subscriber: the route goes
+  CHECK(t.route_count() == 1);
+  CHECK(t.subscription_count() == 1);
+  CHECK(match_all(t, "a/c").empty());
+  CHECK(match_all(t, "a/b") == hits{{"a/b", "s1"}});
+  CHECK_FALSE(t.remove("a/#", "s2"));  // already gone
+
+  CHECK(t.remove("a/b", "s1"));
+  CHECK(t.route_count() == 0);
+  CHECK(t.subscription_count() == 0);
+  CHECK(match_all(t, "a/b").empty());
+
+  // A removed route can come back.
+  CHECK(t.add("a/#", "s3", opts(qos::at_most_once)));
+  CHECK(match_all(t, "a/b") == hits{{"a/#", "s3"}});
+}
+
+TEST_CASE("route_table: works with int subscriber handles", "[route_table]") {
+  route_table<int> t;
+  CHECK(t.add("x/+", 1, opts(qos::at_least_once)));
+  CHECK_FALSE(t.add("x/+", 2, opts(qos::exactly_once)));
+  CHECK(t.add("x/y", 2, opts(qos::at_most_once)));
+  std::vector<std::pair<int, qos>> got;
+  t.match("x/y", [&](std::string_view, const route_table<int>::entry& e) {
+    got.emplace_back(e.sub, e.opts.max_qos);
+  });
+  std::sort(got.begin(), got.end());
+  CHECK(got == std::vector<std::pair<int, qos>>{
+                   {1, qos::at_least_once}, {2, qos::at_most_once}, {2, qos::exactly_once}});
+  CHECK(t.subscription_count() == 3);
+  CHECK_FALSE(t.remove("x/+", 1));
+  CHECK(t.remove("x/+", 2));
+  CHECK(t.route_count() == 1);
+}
+
+TEST_CASE("route_table: many subscribers and routes keep consistent counts", "[route_table]") {
+  route_table<int> t;
+  for (int f = 0; f < 50; ++f) {
+    for (int s = 0; s < 20; ++s) {
+      t.add("f/" + std::to_string(f) + "/#", s, opts(qos::at_most_once));
+    }
+  }
+  CHECK(t.route_count() == 50);
+  CHECK(t.subscription_count() == 1000);
+  int n = 0;
+  t.match("f/7/x", [&](std::string_view filter, const route_table<int>::entry&) {
+    n += filter == "f/7/#";
+  });
+  CHECK(n == 20);
+  for (int f = 0; f < 50; ++f) {
+    for (int s = 0; s < 20; ++s) {
+      bool last = t.remove("f/" + std::to_string(f) + "/#", s);
+      if (last != (s == 19)) {
+        FAIL("remove of f/" << f << "/# by " << s << " returned " << last);
+      }
+    }
+  }
+  CHECK(t.route_count() == 0);
+  CHECK(t.subscription_count() == 0);
+}
+
+TEST_CASE("retain_store: put, replace, delete by empty payload", "[retain_store]") {
+  retain_store rs;
+  CHECK(rs.size() == 0);
+  CHECK(rs.match("a/b").empty());
+
+  auto m1 = retained("a/b", "one");
+  rs.put(m1);
+  CHECK(rs.size() == 1);
+  auto got = rs.match("a/b");
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == m1);
+
+  auto m2 = retained("a/b", "two");
+  rs.put(m2);  // replaces
+  CHECK(rs.size() == 1);
+  got = rs.match("a/b");
+  REQUIRE(got.size() == 1);
+  CHECK(got[0]->payload == "two");
+
+  rs.put(retained("a/c", "three"));
+  CHECK(rs.size() == 2);
+
+  rs.put(retained("a/b", ""));  // empty payload deletes [MQTT-3.3.1-10]
+  CHECK(rs.size() == 1);
+  CHECK(rs.match("a/b").empty());
+  CHECK(topics(rs.match("a/c")) == strings{"a/c"});
+
+  rs.put(retained("never/stored", ""));  // deleting what is not there is harmless
+  CHECK(rs.size() == 1);
+}
+
+TEST_CASE("retain_store: match with exact and wildcard filters", "[retain_store]") {
+  retain_store rs;
+  for (const char* t : {"sport/tennis/player1", "sport/tennis/player2", "sport/golf",
+                        "sport", "news/today", "$SYS/broker/uptime", "a//b"}) {
+    rs.put(retained(t, std::string("p:") + t));
+  }
+  CHECK(rs.size() == 7);
+
+  // Exact filters: only that topic.
+  CHECK(topics(rs.match("sport/golf")) == strings{"sport/golf"});
+  CHECK(topics(rs.match("sport/golf/x")).empty());
+  CHECK(topics(rs.match("$SYS/broker/uptime")) == strings{"$SYS/broker/uptime"});
+  CHECK(topics(rs.match("a//b")) == strings{"a//b"});
+
+  // Wildcards, results in topic order.
+  CHECK(topics(rs.match("sport/tennis/+")) ==
+        strings{"sport/tennis/player1", "sport/tennis/player2"});
+  CHECK(topics(rs.match("sport/#")) ==
+        strings{"sport", "sport/golf", "sport/tennis/player1", "sport/tennis/player2"});
+  CHECK(topics(rs.match("+/+")) == strings{"news/today", "sport/golf"});
+  CHECK(topics(rs.match("a/+/b")) == strings{"a//b"});
+  CHECK(topics(rs.match("+/tennis/#")) ==
+        strings{"sport/tennis/player1", "sport/tennis/player2"});
+  CHECK(topics(rs.match("nothing/+")).empty());
+
+  // '#' and '+' at the start do not match $SYS topics; "$SYS/#" does.
+  CHECK(topics(rs.match("#")) == strings{"a//b", "news/today", "sport", "sport/golf",
+                                         "sport/tennis/player1", "sport/tennis/player2"});
+  CHECK(topics(rs.match("+/broker/uptime")).empty());
+  CHECK(topics(rs.match("$SYS/#")) == strings{"$SYS/broker/uptime"});
+
+  // The stored message is returned, payload intact.
+  auto got = rs.match("news/+");
+  REQUIRE(got.size() == 1);
+  CHECK(got[0]->payload == "p:news/today");
+  CHECK(got[0]->retain);
+}
