@@ -15,6 +15,7 @@
 #include "actors/config/config.hpp"
 #include "actors/router/retain_store.hpp"
 #include "actors/router/route_table.hpp"
+#include "actors/store/store.hpp"
 
 namespace tern::actors::broker {
 
@@ -38,6 +39,8 @@ struct context {
   router::route_table<caf::actor> routes;
   router::retain_store retained;
   counters stats;
+  /// Disk store; set before any actor starts, null only in tests without persistence.
+  std::unique_ptr<store::store> db;
   std::atomic<std::uint64_t> next_conn_id{1};
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a

@@ -20,6 +20,9 @@ struct target {
 std::size_t dispatch(context& ctx, const message_ptr& m) {
   if (m->retain) {
     ctx.retained.put(m);
+    if (ctx.db) {
+      ctx.db->put_retained(*m);
+    }
   }
   // Reused per thread: no allocation per publish once warmed up.
   thread_local std::vector<target> targets;

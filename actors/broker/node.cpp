@@ -182,6 +182,14 @@ node::~node() {
 std::optional<std::string> node::start() {
   auto& m = *impl_;
   const auto& cfg = m.ctx->cfg;
+  auto opened = store::store::open(cfg.data_dir);
+  if (auto* err = std::get_if<std::string>(&opened)) {
+    return *err;
+  }
+  m.ctx->db = std::move(std::get<0>(opened));
+  for (auto& msg : m.ctx->db->load_retained()) {
+    m.ctx->retained.put(msg);
+  }
   auto cores = std::max(1u, std::thread::hardware_concurrency());
   m.sys_cfg = std::make_unique<caf::actor_system_config>();
   // CAF defaults to max(4, cores) workers: size it to the machine (or the config).
@@ -232,8 +240,9 @@ std::optional<std::string> node::start() {
     w->thread = std::thread([&io = w->io] { io.run(); });
   }
   m.running = true;
-  spdlog::info("node {} started ({} CAF workers, {} I/O threads)", cfg.node_name,
-               m.sys->scheduler().num_workers(), cfg.io_threads);
+  spdlog::info("node {} started ({} CAF workers, {} I/O threads, {} retained messages, data in {})",
+               cfg.node_name, m.sys->scheduler().num_workers(), cfg.io_threads,
+               m.ctx->retained.size(), cfg.data_dir);
   return std::nullopt;
 }
 

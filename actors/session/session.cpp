@@ -223,4 +223,50 @@ std::size_t session::expire_awaiting(clock::time_point now) {
   return n;
 }
 
+session::snapshot session::save() const {
+  snapshot s;
+  s.last_packet_id = last_id_;
+  for (auto& e : inflight_) {
+    auto ph = e.ph == phase::wait_puback   ? 1
+              : e.ph == phase::wait_pubrec ? 2
+                                           : 3;
+    s.messages.push_back(pending{e.d, e.id, static_cast<std::uint8_t>(ph)});
+  }
+  if (queue_) {
+    for (auto& d : *queue_) {
+      s.messages.push_back(pending{d, 0, 0});
+    }
+  }
+  for (auto& kv : awaiting_rel_) {
+    s.awaiting_rel.push_back(kv.first);
+  }
+  return s;
+}
+
+void session::restore(snapshot s, clock::time_point now) {
+  online_ = false;
+  inflight_.clear();
+  queue_.reset();
+  queued_qos0_ = 0;
+  awaiting_rel_.clear();
+  last_id_ = s.last_packet_id;
+  for (auto& p : s.messages) {
+    if (p.packet_id == 0 || p.phase == 0) {
+      if (!queue_) {
+        queue_ = std::make_unique<std::deque<delivery>>();
+      }
+      if (p.d.q == qos::at_most_once) {
+        ++queued_qos0_;
+      }
+      queue_->push_back(std::move(p.d));
+      continue;
+    }
+    auto ph = p.phase == 1 ? phase::wait_puback : p.phase == 2 ? phase::wait_pubrec : phase::wait_pubcomp;
+    inflight_.push_back(inflight_entry{p.packet_id, ph, now, std::move(p.d)});
+  }
+  for (auto id : s.awaiting_rel) {
+    awaiting_rel_.emplace(id, now);
+  }
+}
+
 }  // namespace tern::actors::session

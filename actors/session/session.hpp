@@ -99,6 +99,21 @@ class session {
   /// Drops awaiting-PUBREL entries older than await_rel_timeout; returns how many.
   std::size_t expire_awaiting(clock::time_point now);
 
+  /// Everything needed to rebuild this session elsewhere (disk, another node).
+  struct pending {
+    delivery d;              ///< d.msg is null for entries past PUBREC
+    std::uint16_t packet_id = 0;  ///< 0: queued, not yet sent
+    std::uint8_t phase = 0;  ///< 0 queued, 1 wait PUBACK, 2 wait PUBREC, 3 wait PUBCOMP
+  };
+  struct snapshot {
+    std::vector<pending> messages;  ///< inflight in send order, then the queue
+    std::vector<std::uint16_t> awaiting_rel;
+    std::uint16_t last_packet_id = 0;
+  };
+  snapshot save() const;
+  /// Replaces the state with `s`; the session is offline until resume().
+  void restore(snapshot s, clock::time_point now);
+
   std::size_t inflight_size() const { return inflight_.size(); }
   std::size_t queue_size() const { return queue_ ? queue_->size() : 0; }
   std::size_t awaiting_rel_size() const { return awaiting_rel_.size(); }

@@ -26,6 +26,8 @@ struct session_actor_state {
   conn_io_ptr io;
   mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
   bool retry_scheduled = false;
+  std::chrono::milliseconds expiry{0};  // session lifetime after disconnect
+  clock::time_point detached_at{};
   static inline const char* name = "session";
 };
 
@@ -238,8 +240,9 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   st.conn = req.conn;
   st.io = req.io;
   st.version = req.version;
+  st.expiry = req.expiry;
   mqtt::connack ack;
-  ack.session_present = present;
+  ack.session_present = present && st.version != mqtt::protocol_version::v3_1;  // 3.1: reserved
   std::string bytes;
   mqtt::encode(ack, st.version, bytes);
   st.io->send(std::move(bytes));
@@ -249,11 +252,56 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   return open_reply{caf::actor_cast<caf::actor>(self), present};
 }
 
+void save(self_ptr self) {
+  auto& st = self->state;
+  if (st.expiry.count() == 0 || !st.ctx->db) {
+    return;
+  }
+  store::saved_session saved;
+  saved.client_id = st.client_id;
+  saved.version = st.version;
+  saved.expiry_left = st.expiry;
+  if (!st.conn) {
+    auto away = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() -
+                                                                      st.detached_at);
+    saved.expiry_left = away < st.expiry ? st.expiry - away : std::chrono::milliseconds(1);
+  }
+  saved.subscriptions.assign(st.subs.begin(), st.subs.end());
+  saved.state = st.s.save();
+  st.ctx->db->save_session(saved);
+}
+
+void restore(self_ptr self, store::saved_session& saved) {
+  auto& st = self->state;
+  st.version = saved.version;
+  st.expiry = st.ctx->cfg.session.expiry_interval;
+  st.detached_at = clock::now();
+  st.s.restore(std::move(saved.state), clock::now());
+  route_adds adds;
+  for (auto& [filter, opts] : saved.subscriptions) {
+    st.subs[filter] = opts;
+    adds.emplace_back(filter, opts);
+  }
+  if (!adds.empty()) {
+    self->send(st.ctx->router(), add_route_atom::value, std::move(adds),
+               caf::actor_cast<caf::actor>(self));
+  }
+}
+
 caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
-                           broker::context_ptr ctx, std::string client_id) {
+                           broker::context_ptr ctx, std::string client_id,
+                           std::optional<store::saved_session> restored) {
   self->state.s = session(settings_from(ctx->cfg.session));
   self->state.ctx = std::move(ctx);
   self->state.client_id = std::move(client_id);
+  if (restored) {
+    restore(self, *restored);
+  }
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    // Node shutdown: a persistent session outlives the process.
+    save(self);
+    self->quit(em.reason);
+  });
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
     try {
       std::rethrow_exception(ep);
@@ -277,6 +325,7 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
           st.conn = caf::actor{};
           st.io.reset();
           st.s.pause();
+          st.detached_at = clock::now();
         }
       },
       [=](deliver_atom, delivery& d) { deliver(self, std::move(d)); },
@@ -330,8 +379,9 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
 }  // namespace
 
 caf::actor spawn_session(caf::local_actor* parent, const broker::context_ptr& ctx,
-                         const std::string& client_id) {
-  return parent->spawn<caf::monitored>(session_impl, ctx, client_id);
+                         const std::string& client_id,
+                         std::optional<store::saved_session> restored) {
+  return parent->spawn<caf::monitored>(session_impl, ctx, client_id, std::move(restored));
 }
 
 }  // namespace tern::actors::session

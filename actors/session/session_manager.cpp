@@ -35,8 +35,34 @@ void end_session(self_ptr self, std::unordered_map<std::string, entry>::iterator
   st.by_client.erase(it);
 }
 
+/// Brings back the sessions saved at the last shutdown, offline, each with the expiry it had
+/// left.
+void restore_sessions(self_ptr self) {
+  auto& st = self->state;
+  if (!st.ctx->db) {
+    return;
+  }
+  auto saved = st.ctx->db->take_sessions();
+  for (auto& s : saved) {
+    auto left = s.expiry_left;
+    auto id = s.client_id;
+    entry e;
+    e.session = spawn_session(self, st.ctx, id, std::move(s));
+    e.expiry = st.ctx->cfg.session.expiry_interval;
+    e.generation = 1;
+    st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
+    st.by_session.emplace(e.session.id(), id);
+    st.by_client.emplace(id, std::move(e));
+    self->delayed_send(self, left, expire_atom::value, id, std::uint64_t{1});
+  }
+  if (!saved.empty()) {
+    spdlog::info("restored {} persistent sessions", saved.size());
+  }
+}
+
 caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
   self->state.ctx = std::move(ctx);
+  restore_sessions(self);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     st.ctx->stats.sessions.fetch_sub(1, std::memory_order_relaxed);
@@ -72,7 +98,9 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         auto it = st.by_client.find(req.client_id);
         bool present = false;
         if (it != st.by_client.end()) {
-          if (req.clean_start) {
+          // A session with expiry 0 lives only as long as its connection, which is being
+          // replaced (or has closed and its detach is still on the way): it ends here too.
+          if (req.clean_start || it->second.expiry.count() == 0) {
             end_session(self, it);  // its connection, if any, is kicked by the session
             it = st.by_client.end();
           } else {
