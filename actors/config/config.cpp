@@ -1,6 +1,7 @@
 // Node configuration: TOML parsing with a fixed schema and errors that name file:line: key.
 #include "actors/config/config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -12,6 +13,9 @@
 namespace tern::actors::config {
 
 namespace {
+
+// Longest duration accepted anywhere: 100 years, far from overflowing any clock arithmetic.
+constexpr std::uint64_t max_duration_ms = 100ULL * 365 * 24 * 3600 * 1000;
 
 struct bad_value {
   std::string what;
@@ -53,6 +57,9 @@ std::chrono::milliseconds as_duration(const toml::node& n) {
     if (v < 0) {
       throw bad_value{"must not be negative"};
     }
+    if (static_cast<std::uint64_t>(v) > max_duration_ms / 1000) {
+      throw bad_value{"must be at most 100 years"};
+    }
     return std::chrono::seconds(v);
   }
   if (n.is_string()) {
@@ -60,7 +67,9 @@ std::chrono::milliseconds as_duration(const toml::node& n) {
       return *d;
     }
   }
-  throw bad_value{"expected a duration such as \"500ms\", \"20s\", \"5m\", \"2h\" or seconds"};
+  throw bad_value{
+      "expected a duration of at most 100 years such as \"500ms\", \"20s\", \"5m\", \"2h\" or "
+      "seconds"};
 }
 
 using setter = std::function<void(config&, const toml::node&)>;
@@ -191,6 +200,12 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
     if (!t) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
+    static const char* sections[] = {"node", "log", "mqtt", "session"};
+    // An unknown section with keys is reported at its first key, below.
+    if (t->empty() &&
+        std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {
+      throw std::runtime_error(where(origin, body, sec) + "unknown section");
+    }
     for (auto&& [k, v] : *t) {
       std::string full = sec + "." + std::string(k.str());
       auto it = schema().find(full);
@@ -225,23 +240,24 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     return std::nullopt;
   }
   auto unit = text.substr(i);
-  using namespace std::chrono;
+  std::uint64_t unit_ms = 0;
   if (unit.empty() || unit == "s") {
-    return duration_cast<milliseconds>(seconds(n));
+    unit_ms = 1000;
+  } else if (unit == "ms") {
+    unit_ms = 1;
+  } else if (unit == "m") {
+    unit_ms = 60 * 1000;
+  } else if (unit == "h") {
+    unit_ms = 3600 * 1000;
+  } else if (unit == "d") {
+    unit_ms = 24 * 3600 * 1000;
+  } else {
+    return std::nullopt;
   }
-  if (unit == "ms") {
-    return milliseconds(n);
+  if (n > max_duration_ms / unit_ms) {
+    return std::nullopt;
   }
-  if (unit == "m") {
-    return duration_cast<milliseconds>(minutes(n));
-  }
-  if (unit == "h") {
-    return duration_cast<milliseconds>(hours(n));
-  }
-  if (unit == "d") {
-    return duration_cast<milliseconds>(hours(24 * n));
-  }
-  return std::nullopt;
+  return std::chrono::milliseconds(n * unit_ms);
 }
 
 std::optional<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view s) {
@@ -283,6 +299,10 @@ std::variant<config, config_error> parse(std::string_view toml_text, const std::
   try {
     auto root = toml::parse(toml_text, origin);
     apply(base, root, origin);
+    if (base.listeners.empty()) {
+      return config_error{origin + ": listeners: no listener configured (add e.g. "
+                                   "[listeners.tcp.default] bind = \"127.0.0.1:1883\")"};
+    }
     return base;
   } catch (const toml::parse_error& e) {
     return config_error{origin + ":" + std::to_string(e.source().begin.line) + ": " +
