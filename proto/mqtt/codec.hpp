@@ -36,8 +36,8 @@ enum class decode_status : std::uint8_t {
 ///   unsupported_protocol_version).
 /// - On ok, `out` holds the packet and `consumed` the number of bytes it took.
 /// - On need_more nothing is written; `consumed` is 0.
-/// - On error `err` says why. A remaining length that would exceed `max_packet_size` fails
-///   with packet_too_large as soon as the fixed header is readable.
+/// - On error `err` says why; `out` is unspecified. A remaining length that would exceed
+///   `max_packet_size` fails with packet_too_large as soon as the fixed header is readable.
 decode_status decode_one(std::string_view in, protocol_version version,
                          std::uint32_t max_packet_size, packet& out, std::size_t& consumed,
                          decode_error& err);
@@ -76,8 +76,9 @@ class decoder {
 
 /// Appends the exact wire bytes of `p` for protocol `version` to `out`.
 /// Fields that `version` cannot carry (v5 properties and reason codes under 3.1.1) are
-/// omitted. The caller must pass a packet that is valid for the version; the encoder does
-/// not validate topics or strings.
+/// omitted, as are properties the packet type may not carry. A CONNECT is encoded with its own
+/// `version` field, mirroring decode_one. The caller must pass a packet that is valid for the
+/// version; the encoder does not validate topics or strings.
 void encode(const packet& p, protocol_version version, std::string& out);
 
 /// Convenience: the wire bytes of `p`.
