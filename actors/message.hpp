@@ -17,8 +17,6 @@ struct message {
   proto::mqtt::qos q = proto::mqtt::qos::at_most_once;
   bool retain = false;
   std::string from;  ///< client id of the publisher ("" for the broker itself)
-  /// Publisher connection identity, for MQTT 5 No Local; 0 for the broker.
-  std::uint64_t from_conn = 0;
   std::chrono::steady_clock::time_point received_at{};
   proto::mqtt::properties props;  ///< v5 properties forwarded to subscribers
 };

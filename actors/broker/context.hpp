@@ -27,8 +27,6 @@ struct counters {
   std::atomic<std::uint64_t> messages_received{0};  ///< PUBLISH from clients
   std::atomic<std::uint64_t> messages_sent{0};      ///< PUBLISH to clients
   std::atomic<std::uint64_t> messages_dropped{0};   ///< queue overflow, no subscriber is not a drop
-  std::atomic<std::uint64_t> bytes_received{0};
-  std::atomic<std::uint64_t> bytes_sent{0};
   std::atomic<std::uint64_t> protocol_errors{0};
 };
 

@@ -72,7 +72,6 @@ message_ptr make_message(self_ptr self, mqtt::publish&& p) {
   m->q = p.q;
   m->retain = p.retain;
   m->from = self->state.client_id;
-  m->from_conn = self->state.io->id();
   m->received_at = std::chrono::steady_clock::now();
   m->props = std::move(p.props);
   return m;
