@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -40,6 +41,12 @@ struct context {
   /// Disk store; set before any actor starts, null only in tests without persistence.
   std::unique_ptr<store::store> db;
   std::atomic<std::uint64_t> next_conn_id{1};
+
+  /// Cluster hooks, set before any actor starts when clustering is on (empty otherwise).
+  /// forward_remote: a message published on this node, after local delivery.
+  /// route_changed: a filter gained its first (true) or lost its last (false) subscriber.
+  std::function<void(const message_ptr&)> forward_remote;
+  std::function<void(const std::string& filter, bool added)> route_changed;
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a
   /// copy of the current handle (a short uncontended lock, off the per-message path).

@@ -17,7 +17,7 @@ struct target {
 
 }  // namespace
 
-std::size_t dispatch(context& ctx, const message_ptr& m) {
+std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
   if (m->retain) {
     ctx.retained.put(m);
     if (ctx.db) {
@@ -60,6 +60,9 @@ std::size_t dispatch(context& ctx, const message_ptr& m) {
   }
   auto n = targets.size();
   targets.clear();  // drop the session handles now, not at the next publish
+  if (!from_cluster && ctx.forward_remote) {
+    ctx.forward_remote(m);
+  }
   return n;
 }
 

@@ -16,6 +16,7 @@
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/connection.hpp"
 #include "actors/session/session_manager.hpp"
+#include "cluster/cluster.hpp"
 #include "supervision/supervisor.hpp"
 
 namespace tern::actors::broker {
@@ -30,13 +31,17 @@ caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
   return {
       [=](add_route_atom, route_adds& adds, const caf::actor& s) {
         for (auto& [filter, opts] : adds) {
-          ctx->routes.add(filter, s, opts);
+          if (ctx->routes.add(filter, s, opts) && ctx->route_changed) {
+            ctx->route_changed(filter, true);
+          }
         }
         return true;
       },
       [=](del_route_atom, std::vector<std::string>& filters, const caf::actor& s) {
         for (auto& f : filters) {
-          ctx->routes.remove(f, s);
+          if (ctx->routes.remove(f, s) && ctx->route_changed) {
+            ctx->route_changed(f, false);
+          }
         }
         return true;
       },
@@ -102,6 +107,7 @@ struct node::impl {
   std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor root;  // the node's root supervisor
+  cluster::node_cluster cluster;  // membership, route replication, forwarding
   std::vector<std::unique_ptr<io_worker>> workers;
   std::list<tcp::acceptor> acceptors;
   std::atomic<std::size_t> next_worker{0};
@@ -197,7 +203,12 @@ std::optional<std::string> node::start() {
                  static_cast<std::size_t>(cfg.worker_threads ? cfg.worker_threads : cores));
   m.sys_cfg->set("logger.verbosity", caf::atom("quiet"));
   supervision::add_error_category(*m.sys_cfg);
+  cluster::configure(*m.sys_cfg, cfg);
   m.sys = std::make_unique<caf::actor_system>(*m.sys_cfg);
+  // The cluster comes first: its hooks must be in place before any route or publish.
+  if (auto err = m.cluster.start(*m.sys, m.ctx)) {
+    return *err;
+  }
 
   // tern (one_for_one): router, then the session manager; stopped in reverse order.
   supervision::supervisor_spec root;
@@ -273,7 +284,9 @@ void node::stop() {
       w->thread.join();
     }
   }
-  // 4. Actors: the root supervisor stops the session manager (which ends every session),
+  // 4. Leave the cluster: peers drop our routes before our sessions go.
+  m.cluster.stop();
+  // 5. Actors: the root supervisor stops the session manager (which ends every session),
   //    then the router.
   if (m.root) {
     caf::anon_send_exit(m.root, caf::exit_reason::user_shutdown);

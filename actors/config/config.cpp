@@ -72,6 +72,15 @@ std::chrono::milliseconds as_duration(const toml::node& n) {
       "seconds"};
 }
 
+/// A "host:port" string ("" allowed when `allow_empty`).
+std::string as_address(const toml::node& n, bool allow_empty) {
+  auto v = as_string(n);
+  if ((v.empty() && allow_empty) || split_host_port(v)) {
+    return v;
+  }
+  throw bad_value{"expected \"host:port\" or \"[ipv6]:port\""};
+}
+
 using setter = std::function<void(config&, const toml::node&)>;
 
 const std::map<std::string, setter>& schema() {
@@ -127,6 +136,34 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) { c.session.await_rel_timeout = as_duration(n); }},
       {"session.max_subscriptions",
        [](config& c, const toml::node& n) { c.session.max_subscriptions = as_u32(n); }},
+      // [cluster]
+      {"cluster.listen",
+       [](config& c, const toml::node& n) { c.cluster.listen = as_address(n, true); }},
+      {"cluster.advertise",
+       [](config& c, const toml::node& n) { c.cluster.advertise = as_address(n, true); }},
+      {"cluster.seeds",
+       [](config& c, const toml::node& n) {
+         auto* a = n.as_array();
+         if (!a) {
+           throw bad_value{"expected an array of \"host:port\" strings"};
+         }
+         c.cluster.seeds.clear();
+         for (auto&& e : *a) {
+           c.cluster.seeds.push_back(as_address(e, false));
+         }
+       }},
+      {"cluster.cookie", [](config& c, const toml::node& n) { c.cluster.cookie = as_string(n); }},
+      {"cluster.heartbeat_interval",
+       [](config& c, const toml::node& n) { c.cluster.heartbeat_interval = as_duration(n); }},
+      {"cluster.connection_timeout",
+       [](config& c, const toml::node& n) { c.cluster.connection_timeout = as_duration(n); }},
+      {"cluster.reconnect_interval",
+       [](config& c, const toml::node& n) {
+         c.cluster.reconnect_interval = as_duration(n);
+         if (c.cluster.reconnect_interval.count() < 10) {
+           throw bad_value{"must be at least 10ms"};
+         }
+       }},
       {"session.max_send_buffer",
        [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
   };
@@ -200,7 +237,7 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
     if (!t) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
-    static const char* sections[] = {"node", "log", "mqtt", "session"};
+    static const char* sections[] = {"node", "log", "mqtt", "session", "cluster"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {

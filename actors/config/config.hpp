@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace tern::actors::config {
 
@@ -45,6 +46,18 @@ struct session_config {
   std::uint32_t max_send_buffer = 4 * 1024 * 1024;
 };
 
+/// Clustering ("[cluster]"); off while `listen` is empty.
+struct cluster_config {
+  std::string listen;      ///< host:port of the cluster (CAF middleman) listener; "" = no cluster
+  std::string advertise;   ///< host:port other nodes use to reach this one; "" = listen
+  std::vector<std::string> seeds;  ///< host:port of members to join (any one is enough)
+  std::string cookie;      ///< shared secret; required when clustering is on
+  std::chrono::milliseconds heartbeat_interval{500};
+  std::chrono::milliseconds connection_timeout{2000};  ///< silent peer declared down after this
+  std::chrono::milliseconds reconnect_interval{1000};  ///< retry seeds and lost members
+  bool enabled() const { return !listen.empty(); }
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -55,6 +68,7 @@ struct config {
   mqtt_config mqtt;
   session_config session;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
+  cluster_config cluster;
 };
 
 struct config_error {

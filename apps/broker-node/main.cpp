@@ -2,7 +2,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -21,6 +23,9 @@ struct flags {
   std::string node_name;
   std::string data_dir;
   std::string log_level;
+  std::string cluster_listen;
+  std::vector<std::string> join;
+  std::string cookie;
 };
 
 /// Applies command-line overrides on top of the file; returns an error message or "".
@@ -43,6 +48,24 @@ std::string apply_flags(const flags& f, cfg::config& c) {
   if (!f.log_level.empty()) {
     c.log_level = f.log_level;
   }
+  if (!f.cluster_listen.empty()) {
+    if (!cfg::split_host_port(f.cluster_listen)) {
+      return "--cluster-listen: expected host:port, got \"" + f.cluster_listen + "\"";
+    }
+    c.cluster.listen = f.cluster_listen;
+  }
+  for (auto& j : f.join) {
+    if (!cfg::split_host_port(j)) {
+      return "--join: expected host:port, got \"" + j + "\"";
+    }
+    c.cluster.seeds.push_back(j);
+  }
+  if (!f.cookie.empty()) {
+    c.cluster.cookie = f.cookie;
+  }
+  if (!c.cluster.seeds.empty() && !c.cluster.enabled()) {
+    return "--join / cluster.seeds need a cluster listener (--cluster-listen or cluster.listen)";
+  }
   return {};
 }
 
@@ -57,6 +80,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", f.data_dir, "directory for the node's persistent state");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--cluster-listen", f.cluster_listen,
+                 "cluster listener host:port (enables clustering), e.g. 127.0.0.1:4370");
+  app.add_option("--join", f.join, "host:port of a cluster member to join (repeatable)");
+  app.add_option("--cookie", f.cookie, "cluster cookie (shared secret of the cluster's nodes)");
   CLI11_PARSE(app, argc, argv);
 
   cfg::config c;

@@ -1,0 +1,689 @@
+// The cluster actor: handshake with cookie proofs, member list and full mesh, node down and
+// leave, route deltas and snapshots, forwarding, retained replication, reconnects.
+#include "cluster/cluster.hpp"
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/broker/dispatch.hpp"
+#include "cluster.pb.h"
+#include "cluster/cookie.hpp"
+#include "cluster/members.hpp"
+#include "cluster/routes.hpp"
+#include "proto/mqtt/topic.hpp"
+
+namespace tern::cluster {
+
+/// The only CAF type that crosses nodes: one serialized wire::Envelope.
+struct wire_bytes {
+  std::string pb;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wire_bytes& x) {
+  return f(caf::meta::type_name("tern.cluster.wire"), x.pb);
+}
+
+/// A publish to hand to other nodes (local message, never crosses the wire as is).
+struct forward_job {
+  std::vector<std::string> nodes;  ///< ignored when `all`
+  actors::message_ptr m;
+  bool all = false;
+};
+
+}  // namespace tern::cluster
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::forward_job)
+
+namespace tern::cluster {
+
+namespace {
+
+namespace pb = tern::cluster::wire;
+using clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t protocol_version = 1;
+
+using route_atom = caf::atom_constant<caf::atom("croute")>;
+using tick_atom = caf::atom_constant<caf::atom("ctick")>;
+using leave_atom = caf::atom_constant<caf::atom("cleave")>;
+using adv_atom = caf::atom_constant<caf::atom("cadv")>;
+
+struct settings {
+  std::string name;
+  std::uint64_t incarnation = 0;
+  std::string advertise;
+  std::string cookie;
+  std::vector<std::string> seeds;
+  std::chrono::milliseconds reconnect_interval{1000};
+};
+
+struct peer {
+  caf::actor handle;
+  member m;
+};
+
+struct pending_out {  // Hello sent, waiting for Welcome
+  std::string nonce;
+  std::string address;
+};
+
+struct pending_in {  // Welcome sent, waiting for Auth
+  std::string nonce;
+  member m;
+};
+
+struct cluster_state {
+  actors::broker::context_ptr ctx;
+  settings cfg;
+  member_view view{""};
+  std::shared_ptr<route_view> routes;
+  std::map<std::string, peer> peers;  ///< authenticated members by name
+  std::map<caf::actor_addr, std::string> name_by_addr;
+  std::map<caf::actor_addr, pending_out> outgoing;
+  std::map<caf::actor_addr, pending_in> incoming;
+  std::set<std::string> connecting;                ///< addresses with a connect in flight
+  std::map<std::string, std::string> alias;        ///< address we dialled -> member name
+  std::set<std::string> local_filters;
+  bool leaving = false;
+  static inline const char* name = "cluster";
+};
+
+using self_ptr = caf::stateful_actor<cluster_state>*;
+
+std::string join_names(const std::vector<std::string>& v) {
+  std::string out;
+  for (auto& n : v) {
+    out += out.empty() ? n : "," + n;
+  }
+  return out;
+}
+
+void send_env(self_ptr self, const caf::actor& to, const pb::Envelope& env) {
+  self->send(to, wire_bytes{env.SerializeAsString()});
+}
+
+void broadcast(self_ptr self, const pb::Envelope& env) {
+  wire_bytes w{env.SerializeAsString()};
+  for (auto& [n, p] : self->state.peers) {
+    self->send(p.handle, w);
+  }
+}
+
+std::string members_line(self_ptr self) {
+  auto names = self->state.view.names();
+  names.push_back(self->state.cfg.name);
+  std::sort(names.begin(), names.end());
+  return join_names(names);
+}
+
+void fill_forward(pb::Forward& f, const actors::message& m) {
+  f.set_topic(m.topic);
+  f.set_payload(m.payload);
+  f.set_qos(static_cast<std::uint32_t>(m.q));
+  f.set_retain(m.retain);
+  f.set_from(m.from);
+  auto& p = m.props;
+  if (p.payload_format_indicator) {
+    f.set_payload_format_indicator(*p.payload_format_indicator);
+  }
+  if (p.message_expiry_interval) {
+    f.set_message_expiry_interval(*p.message_expiry_interval);
+  }
+  if (p.content_type) {
+    f.set_content_type(*p.content_type);
+  }
+  if (p.response_topic) {
+    f.set_response_topic(*p.response_topic);
+  }
+  if (p.correlation_data) {
+    f.set_correlation_data(*p.correlation_data);
+  }
+  for (auto& [k, v] : p.user_properties) {
+    auto* u = f.add_user_properties();
+    u->set_key(k);
+    u->set_value(v);
+  }
+}
+
+/// Nullptr for a malformed message (bad QoS or topic): dropped with a log line.
+actors::message_ptr from_forward(const pb::Forward& f) {
+  if (f.qos() > 2 || !proto::mqtt::is_valid_topic_name(f.topic())) {
+    return nullptr;
+  }
+  auto m = std::make_shared<actors::message>();
+  m->topic = f.topic();
+  m->payload = f.payload();
+  m->q = static_cast<proto::mqtt::qos>(f.qos());
+  m->retain = f.retain();
+  m->from = f.from();
+  m->received_at = clock::now();
+  auto& p = m->props;
+  if (f.has_payload_format_indicator()) {
+    p.payload_format_indicator = static_cast<std::uint8_t>(f.payload_format_indicator());
+  }
+  if (f.has_message_expiry_interval()) {
+    p.message_expiry_interval = f.message_expiry_interval();
+  }
+  if (f.has_content_type()) {
+    p.content_type = f.content_type();
+  }
+  if (f.has_response_topic()) {
+    p.response_topic = f.response_topic();
+  }
+  if (f.has_correlation_data()) {
+    p.correlation_data = f.correlation_data();
+  }
+  for (auto& u : f.user_properties()) {
+    p.user_properties.emplace_back(u.key(), u.value());
+  }
+  return m;
+}
+
+void connect(self_ptr self, const std::string& address);
+
+/// A handshake completed with `h`, which proved the cookie and is `m`.
+void admit(self_ptr self, const caf::actor& h, const member& m) {
+  auto& st = self->state;
+  auto r = st.view.admit(m);
+  if (r == admit_result::stale) {
+    spdlog::warn("cluster: refusing node {}: incarnation {} is older than the member's", m.name,
+                 m.incarnation);
+    pb::Envelope env;
+    env.mutable_refused()->set_node(st.cfg.name);
+    env.mutable_refused()->set_reason("stale incarnation");
+    send_env(self, h, env);
+    return;
+  }
+  if (r == admit_result::same) {
+    auto it = st.peers.find(m.name);
+    if (it != st.peers.end() && it->second.handle == h) {
+      return;  // joined twice (both sides dialled, or a repeated --join): nothing to do
+    }
+  }
+  if (auto it = st.peers.find(m.name); it != st.peers.end()) {
+    // A new incarnation (restart) or a new channel to the same node: drop the old one.
+    auto purged = st.routes->purge(m.name);
+    st.name_by_addr.erase(it->second.handle.address());
+    self->demonitor(it->second.handle);
+    if (r == admit_result::replaced) {
+      spdlog::info("cluster: node {} restarted (incarnation {} -> {}), purged {} routes", m.name,
+                   it->second.m.incarnation, m.incarnation, purged);
+    }
+    st.peers.erase(it);
+  }
+  st.peers[m.name] = peer{h, m};
+  st.name_by_addr[h.address()] = m.name;
+  self->monitor(h);
+  // Tell it everything it needs: who else is here, our routes, our retained messages.
+  pb::Envelope ml;
+  auto* list = ml.mutable_members();
+  auto* me = list->add_members();
+  me->set_node(st.cfg.name);
+  me->set_incarnation(st.cfg.incarnation);
+  me->set_advertise(st.cfg.advertise);
+  for (auto& [n, p] : st.peers) {
+    auto* x = list->add_members();
+    x->set_node(n);
+    x->set_incarnation(p.m.incarnation);
+    x->set_advertise(p.m.advertise);
+  }
+  send_env(self, h, ml);
+  pb::Envelope snap;
+  auto* s = snap.mutable_route_snapshot();
+  s->set_node(st.cfg.name);
+  s->set_incarnation(st.cfg.incarnation);
+  for (auto& f : st.local_filters) {
+    s->add_filters(f);
+  }
+  send_env(self, h, snap);
+  auto retained = st.ctx->retained.match("#");
+  if (!retained.empty()) {
+    pb::Envelope rs;
+    for (auto& msg : retained) {
+      fill_forward(*rs.mutable_retained()->add_messages(), *msg);
+    }
+    send_env(self, h, rs);
+  }
+  spdlog::info("cluster: node {} joined (incarnation {}, {}); members: {}", m.name,
+               m.incarnation, m.advertise, members_line(self));
+}
+
+/// `name` is gone: purge its routes at once so nothing is forwarded into the void.
+void drop_peer(self_ptr self, std::string name, bool left, const std::string& why) {
+  auto& st = self->state;
+  auto it = st.peers.find(name);
+  if (it == st.peers.end()) {
+    return;
+  }
+  auto t0 = clock::now();
+  auto purged = st.routes->purge(name);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count();
+  st.name_by_addr.erase(it->second.handle.address());
+  self->demonitor(it->second.handle);
+  st.view.remove(name, it->second.m.incarnation, left);
+  st.peers.erase(it);
+  if (left) {
+    spdlog::info("cluster: node {} left; purged {} routes in {} us; members: {}", name, purged,
+                 us, members_line(self));
+  } else {
+    spdlog::warn("cluster: node {} down ({}); purged {} routes in {} us; members: {}", name, why,
+                 purged, us, members_line(self));
+  }
+}
+
+/// Name of the authenticated member behind the current sender, or nullptr.
+const std::string* sender_member(self_ptr self) {
+  auto h = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  auto it = self->state.name_by_addr.find(h);
+  return it == self->state.name_by_addr.end() ? nullptr : &it->second;
+}
+
+void on_wire(self_ptr self, const wire_bytes& w) {
+  auto& st = self->state;
+  auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+  if (!sender) {
+    return;
+  }
+  pb::Envelope env;
+  if (!env.ParseFromString(w.pb)) {
+    spdlog::warn("cluster: dropped an unparsable message ({} bytes)", w.pb.size());
+    return;
+  }
+  switch (env.body_case()) {
+    case pb::Envelope::kHello: {
+      auto& h = env.hello();
+      if (h.node() == st.cfg.name || h.node().empty()) {
+        spdlog::error("cluster: refused a node calling itself '{}' ({}): same name as this node",
+                      h.node(), h.advertise());
+        pb::Envelope r;
+        r.mutable_refused()->set_node(st.cfg.name);
+        r.mutable_refused()->set_reason("duplicate node name " + h.node());
+        send_env(self, sender, r);
+        return;
+      }
+      pending_in in;
+      in.nonce = make_nonce();
+      in.m = member{h.node(), h.incarnation(), h.advertise()};
+      pb::Envelope r;
+      auto* wl = r.mutable_welcome();
+      wl->set_node(st.cfg.name);
+      wl->set_incarnation(st.cfg.incarnation);
+      wl->set_advertise(st.cfg.advertise);
+      wl->set_nonce(in.nonce);
+      wl->set_proof(cookie_proof(st.cfg.cookie, "welcome", h.nonce(), st.cfg.name));
+      st.incoming[sender.address()] = std::move(in);
+      send_env(self, sender, r);
+      return;
+    }
+    case pb::Envelope::kWelcome: {
+      auto it = st.outgoing.find(sender.address());
+      if (it == st.outgoing.end()) {
+        return;
+      }
+      auto out = std::move(it->second);
+      st.outgoing.erase(it);
+      auto& wl = env.welcome();
+      if (wl.node() == st.cfg.name) {
+        return;  // dialled ourselves (a seed that is our own address)
+      }
+      if (!proof_equal(wl.proof(),
+                       cookie_proof(st.cfg.cookie, "welcome", out.nonce, wl.node()))) {
+        spdlog::error("cluster: cookie mismatch with node {} at {}: not joining it (check "
+                      "cluster.cookie)",
+                      wl.node(), out.address);
+        pb::Envelope r;
+        r.mutable_refused()->set_node(st.cfg.name);
+        r.mutable_refused()->set_reason("cookie mismatch");
+        send_env(self, sender, r);
+        return;
+      }
+      st.alias[out.address] = wl.node();
+      pb::Envelope a;
+      a.mutable_auth()->set_node(st.cfg.name);
+      a.mutable_auth()->set_incarnation(st.cfg.incarnation);
+      a.mutable_auth()->set_proof(cookie_proof(st.cfg.cookie, "auth", wl.nonce(), st.cfg.name));
+      send_env(self, sender, a);
+      admit(self, sender, member{wl.node(), wl.incarnation(), wl.advertise()});
+      return;
+    }
+    case pb::Envelope::kAuth: {
+      auto it = st.incoming.find(sender.address());
+      if (it == st.incoming.end()) {
+        return;
+      }
+      auto in = std::move(it->second);
+      st.incoming.erase(it);
+      auto& a = env.auth();
+      if (a.node() != in.m.name || a.incarnation() != in.m.incarnation ||
+          !proof_equal(a.proof(), cookie_proof(st.cfg.cookie, "auth", in.nonce, in.m.name))) {
+        spdlog::error("cluster: refused node {} ({}): cookie mismatch", in.m.name,
+                      in.m.advertise);
+        pb::Envelope r;
+        r.mutable_refused()->set_node(st.cfg.name);
+        r.mutable_refused()->set_reason("cookie mismatch");
+        send_env(self, sender, r);
+        return;
+      }
+      admit(self, sender, in.m);
+      return;
+    }
+    case pb::Envelope::kRefused: {
+      st.outgoing.erase(sender.address());
+      auto it = st.incoming.find(sender.address());
+      if (it != st.incoming.end()) {
+        // It could not verify our proof: from here, it is the node that is refused.
+        spdlog::error("cluster: refused node {} ({}): {}", it->second.m.name,
+                      it->second.m.advertise, env.refused().reason());
+        st.incoming.erase(it);
+      } else {
+        spdlog::error("cluster: node {} refused this node: {}", env.refused().node(),
+                      env.refused().reason());
+      }
+      return;
+    }
+    default:
+      break;
+  }
+  // Everything else only from authenticated members.
+  const std::string* from = sender_member(self);
+  if (!from) {
+    return;
+  }
+  switch (env.body_case()) {
+    case pb::Envelope::kMembers:
+      for (auto& m : env.members().members()) {
+        if (m.node() == st.cfg.name || m.advertise().empty()) {
+          continue;
+        }
+        auto known = st.view.find(m.node());
+        if (known && known->incarnation >= m.incarnation()) {
+          continue;
+        }
+        connect(self, m.advertise());
+      }
+      return;
+    case pb::Envelope::kRouteDelta: {
+      auto& d = env.route_delta();
+      if (d.node() != *from || !st.view.is_current(d.node(), d.incarnation())) {
+        return;
+      }
+      st.routes->apply_delta(d.node(), {d.add().begin(), d.add().end()},
+                             {d.del().begin(), d.del().end()});
+      return;
+    }
+    case pb::Envelope::kRouteSnapshot: {
+      auto& s = env.route_snapshot();
+      if (s.node() != *from || !st.view.is_current(s.node(), s.incarnation())) {
+        return;
+      }
+      st.routes->apply_snapshot(s.node(), {s.filters().begin(), s.filters().end()});
+      spdlog::debug("cluster: {} routes from {}", s.filters_size(), s.node());
+      return;
+    }
+    case pb::Envelope::kForward:
+      if (auto m = from_forward(env.forward())) {
+        actors::broker::dispatch(*st.ctx, m, true);
+      } else {
+        spdlog::warn("cluster: dropped a malformed publish from {}", *from);
+      }
+      return;
+    case pb::Envelope::kRetained:
+      // Messages retained on the peer while we were apart; ours win where both have a topic.
+      for (auto& f : env.retained().messages()) {
+        auto m = from_forward(f);
+        if (!m || !m->retain || !st.ctx->retained.match(m->topic).empty()) {
+          continue;
+        }
+        st.ctx->retained.put(m);
+        if (st.ctx->db) {
+          st.ctx->db->put_retained(*m);
+        }
+      }
+      return;
+    case pb::Envelope::kLeave:
+      if (env.leave().node() == *from) {
+        drop_peer(self, *from, true, "left");
+      }
+      return;
+    default:
+      return;  // a kind from a newer version
+  }
+}
+
+void connect(self_ptr self, const std::string& address) {
+  auto& st = self->state;
+  if (st.leaving || st.connecting.count(address) != 0) {
+    return;
+  }
+  auto hp = actors::config::split_host_port(address);
+  if (!hp) {
+    return;
+  }
+  st.connecting.insert(address);
+  auto mm = self->system().middleman().actor_handle();
+  self->request(mm, std::chrono::seconds(5), caf::connect_atom::value, hp->first, hp->second)
+      .then(
+          [self, address](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                          const std::set<std::string>&) {
+            auto& st = self->state;
+            st.connecting.erase(address);
+            auto h = caf::actor_cast<caf::actor>(ptr);
+            if (!h || h == caf::actor_cast<caf::actor>(self) || st.leaving) {
+              return;
+            }
+            pending_out out{make_nonce(), address};
+            pb::Envelope env;
+            auto* hello = env.mutable_hello();
+            hello->set_version(protocol_version);
+            hello->set_node(st.cfg.name);
+            hello->set_incarnation(st.cfg.incarnation);
+            hello->set_advertise(st.cfg.advertise);
+            hello->set_nonce(out.nonce);
+            st.outgoing[h.address()] = std::move(out);
+            send_env(self, h, env);
+          },
+          [self, address](caf::error& e) {
+            self->state.connecting.erase(address);
+            spdlog::debug("cluster: cannot reach {}: {}", address, self->system().render(e));
+          });
+}
+
+void tick(self_ptr self) {
+  auto& st = self->state;
+  for (auto& a : st.view.reconnect_targets(st.cfg.advertise)) {
+    auto al = st.alias.find(a);
+    if (al != st.alias.end() && st.peers.count(al->second) != 0) {
+      continue;  // a seed spelled differently from the member's advertised address
+    }
+    connect(self, a);
+  }
+  self->delayed_send(self, st.cfg.reconnect_interval, tick_atom::value);
+}
+
+caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, settings cfg,
+                           std::shared_ptr<route_view> routes) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.view = member_view{cfg.name};
+  for (auto& s : cfg.seeds) {
+    st.view.add_seed(s);
+  }
+  st.cfg = std::move(cfg);
+  st.routes = std::move(routes);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    st.outgoing.erase(dm.source);
+    st.incoming.erase(dm.source);
+    auto it = st.name_by_addr.find(dm.source);
+    if (it != st.name_by_addr.end()) {
+      auto name = it->second;
+      drop_peer(self, name, false, self->system().render(dm.reason));
+    }
+  });
+  return {
+      [self](const wire_bytes& w) { on_wire(self, w); },
+      [self](route_atom, const std::string& filter, bool added) {
+        auto& st = self->state;
+        if (added ? !st.local_filters.insert(filter).second : st.local_filters.erase(filter) == 0) {
+          return;
+        }
+        if (st.peers.empty()) {
+          return;
+        }
+        pb::Envelope env;
+        auto* d = env.mutable_route_delta();
+        d->set_node(st.cfg.name);
+        d->set_incarnation(st.cfg.incarnation);
+        (added ? d->add_add() : d->add_del())->assign(filter);
+        broadcast(self, env);
+      },
+      [self](forward_job& job) {
+        auto& st = self->state;
+        pb::Envelope env;
+        fill_forward(*env.mutable_forward(), *job.m);
+        wire_bytes w{env.SerializeAsString()};
+        if (job.all) {
+          for (auto& [n, p] : st.peers) {
+            self->send(p.handle, w);
+          }
+          return;
+        }
+        for (auto& n : job.nodes) {
+          if (auto it = st.peers.find(n); it != st.peers.end()) {
+            self->send(it->second.handle, w);
+          }
+        }
+      },
+      [self](tick_atom) { tick(self); },
+      [self](adv_atom, const std::string& advertise) {
+        // Known once the listener is bound; only then start dialling the seeds.
+        self->state.cfg.advertise = advertise;
+        tick(self);
+      },
+      [self](leave_atom) {
+        auto& st = self->state;
+        st.leaving = true;
+        pb::Envelope env;
+        env.mutable_leave()->set_node(st.cfg.name);
+        env.mutable_leave()->set_incarnation(st.cfg.incarnation);
+        broadcast(self, env);
+        auto n = st.peers.size();
+        spdlog::info("cluster: leaving ({} peers told)", n);
+        return n;
+      },
+  };
+}
+
+}  // namespace
+
+void configure(caf::actor_system_config& cfg, const actors::config::config& c) {
+  if (!c.cluster.enabled()) {
+    return;
+  }
+  cfg.load<caf::io::middleman>();
+  cfg.add_message_type<wire_bytes>("tern.cluster.wire");
+  cfg.set("middleman.heartbeat-interval", caf::timespan{c.cluster.heartbeat_interval});
+  cfg.set("middleman.connection-timeout", caf::timespan{c.cluster.connection_timeout});
+}
+
+struct node_cluster::impl {
+  caf::actor_system* sys = nullptr;
+  caf::actor actor;
+  std::shared_ptr<route_view> routes = std::make_shared<route_view>();
+};
+
+node_cluster::node_cluster() : impl_(std::make_unique<impl>()) {}
+
+node_cluster::~node_cluster() {
+  stop();
+}
+
+std::shared_ptr<route_view> node_cluster::routes() const {
+  return impl_->routes;
+}
+
+std::optional<std::string> node_cluster::start(caf::actor_system& sys,
+                                               const actors::broker::context_ptr& ctx) {
+  const auto& cc = ctx->cfg.cluster;
+  if (!cc.enabled()) {
+    return std::nullopt;
+  }
+  if (cc.cookie.empty()) {
+    return "cluster.cookie: a cookie is required when cluster.listen is set (or --cookie)";
+  }
+  auto hp = actors::config::split_host_port(cc.listen);
+  if (!hp) {
+    return "cluster.listen: expected host:port, got \"" + cc.listen + "\"";
+  }
+  settings s;
+  s.name = ctx->cfg.node_name;
+  s.incarnation = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  s.cookie = cc.cookie;
+  s.seeds = cc.seeds;
+  s.reconnect_interval = cc.reconnect_interval;
+  auto a = sys.spawn(cluster_impl, ctx, s, impl_->routes);
+  auto port = sys.middleman().publish(a, hp->second, hp->first.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    return "cluster.listen: cannot listen on " + cc.listen + ": " + sys.render(port.error());
+  }
+  auto advertise = cc.advertise.empty() ? hp->first + ":" + std::to_string(*port) : cc.advertise;
+  // The advertised address is only known once bound (port 0 picks one): hand it over.
+  caf::anon_send(a, adv_atom::value, advertise);
+  impl_->sys = &sys;
+  impl_->actor = a;
+  auto routes = impl_->routes;
+  caf::actor handle = a;
+  ctx->route_changed = [handle](const std::string& filter, bool added) {
+    caf::anon_send(handle, route_atom::value, filter, added);
+  };
+  ctx->forward_remote = [handle, routes](const actors::message_ptr& m) {
+    const auto& t = m->topic;
+    if (t.rfind("$local/", 0) == 0 || t.rfind("$SYS/", 0) == 0) {
+      return;  // node-local by definition
+    }
+    if (m->retain) {
+      // Retained messages are replicated to every node (write-through), matching or not.
+      caf::anon_send(handle, forward_job{{}, m, true});
+      return;
+    }
+    auto nodes = routes->match(t);
+    if (!nodes.empty()) {
+      caf::anon_send(handle, forward_job{std::move(nodes), m, false});
+    }
+  };
+  spdlog::info("cluster: node {} listening on {} (advertised as {}), seeds: {}", s.name,
+               cc.listen, advertise, s.seeds.empty() ? "none" : join_names(s.seeds));
+  return std::nullopt;
+}
+
+void node_cluster::stop() {
+  auto& m = *impl_;
+  if (!m.actor) {
+    return;
+  }
+  {
+    caf::scoped_actor self{*m.sys};
+    std::size_t told = 0;
+    self->request(m.actor, std::chrono::seconds(1), leave_atom::value)
+        .receive([&](std::size_t n) { told = n; }, [&](caf::error&) {});
+    if (told > 0) {
+      // Let the middleman write the Leave messages before the connections close.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  caf::anon_send_exit(m.actor, caf::exit_reason::user_shutdown);
+  m.actor = caf::actor{};
+}
+
+}  // namespace tern::cluster
