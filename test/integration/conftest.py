@@ -336,6 +336,18 @@ def clients():
     reg.close_all()
 
 
+@pytest.fixture
+def cluster(tmp_path, request):
+    """Multi-node clusters of real broker-node processes (cluster_nodes.py)."""
+    import cluster_nodes
+    c = cluster_nodes.Cluster(tmp_path)
+    request.node.tern_cluster = c
+    yield c
+    crashed = c.stop_all()
+    if crashed:
+        pytest.fail("\n".join(crashed))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -343,3 +355,6 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for b in getattr(item, "tern_brokers", []):
             report.sections.append((f"broker log ({b.kind})", b.log_tail(200)))
+        c = getattr(item, "tern_cluster", None)
+        for n in (c.nodes if c else []):
+            report.sections.append((f"node log ({n.name})", n.log_tail(150)))
