@@ -57,7 +57,7 @@ class Node:
             f'data_dir = "{self.dir / "data"}"\n'
             "[log]\nlevel = \"debug\"\n"
             "[listeners.tcp.default]\n"
-            f'bind = "{self.host}:{self.port}"\n'
+            f'bind = "{helpers.HOST}:{self.port}"\n'
             "[cluster]\n"
             'heartbeat_interval = "250ms"\n'
             'connection_timeout = "1s"\n'
@@ -98,7 +98,7 @@ class Node:
         if self.netns:
             return True  # not reachable from the root namespace; the log line is enough
         try:
-            socket.create_connection((self.host, self.port), timeout=0.5).close()
+            socket.create_connection((helpers.HOST, self.port), timeout=0.5).close()
             return True
         except OSError:
             return False
