@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/broker/dispatch.hpp"
+#include "actors/broker/types.hpp"
 #include "cluster.pb.h"
 #include "cluster/cookie.hpp"
 #include "cluster/members.hpp"
@@ -54,6 +55,7 @@ using route_atom = caf::atom_constant<caf::atom("croute")>;
 using tick_atom = caf::atom_constant<caf::atom("ctick")>;
 using leave_atom = caf::atom_constant<caf::atom("cleave")>;
 using adv_atom = caf::atom_constant<caf::atom("cadv")>;
+using takeover_timeout_atom = caf::atom_constant<caf::atom("ctkotmo")>;
 
 struct settings {
   std::string name;
@@ -91,6 +93,13 @@ struct cluster_state {
   std::set<std::string> connecting;                ///< addresses with a connect in flight
   std::map<std::string, std::string> alias;        ///< address we dialled -> member name
   std::set<std::string> local_filters;
+  struct owner {
+    std::string node;
+    std::uint64_t stamp = 0;
+  };
+  std::map<std::string, owner> registry;  ///< client id -> node with its session
+  std::uint64_t next_request = 1;
+  std::map<std::uint64_t, caf::response_promise> takeovers;  ///< waiting for a transfer
   bool leaving = false;
   static inline const char* name = "cluster";
 };
@@ -188,6 +197,21 @@ actors::message_ptr from_forward(const pb::Forward& f) {
 
 void connect(self_ptr self, const std::string& address);
 
+void apply_claim(self_ptr self, const pb::Claim& c) {
+  auto& st = self->state;
+  auto& o = st.registry[c.client_id()];
+  if (c.stamp() >= o.stamp) {
+    o.node = c.node();
+    o.stamp = c.stamp();
+  }
+}
+
+std::uint64_t now_us() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
 /// A handshake completed with `h`, which proved the cookie and is `m`.
 void admit(self_ptr self, const caf::actor& h, const member& m) {
   auto& st = self->state;
@@ -243,6 +267,18 @@ void admit(self_ptr self, const caf::actor& h, const member& m) {
     s->add_filters(f);
   }
   send_env(self, h, snap);
+  pb::Envelope claims;
+  for (auto& [client, o] : st.registry) {
+    if (o.node == st.cfg.name) {
+      auto* c = claims.mutable_claims()->add_claims();
+      c->set_client_id(client);
+      c->set_node(o.node);
+      c->set_stamp(o.stamp);
+    }
+  }
+  if (claims.claims().claims_size() > 0) {
+    send_env(self, h, claims);
+  }
   auto retained = st.ctx->retained.match("#");
   if (!retained.empty()) {
     pb::Envelope rs;
@@ -269,6 +305,9 @@ void drop_peer(self_ptr self, std::string name, bool left, const std::string& wh
   self->demonitor(it->second.handle);
   st.view.remove(name, it->second.m.incarnation, left);
   st.peers.erase(it);
+  for (auto r = st.registry.begin(); r != st.registry.end();) {
+    r = r->second.node == name ? st.registry.erase(r) : std::next(r);
+  }
   if (left) {
     spdlog::info("cluster: node {} left; purged {} routes in {} us; members: {}", name, purged,
                  us, members_line(self));
@@ -447,6 +486,50 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         }
       }
       return;
+    case pb::Envelope::kClaim:
+      apply_claim(self, env.claim());
+      return;
+    case pb::Envelope::kClaims:
+      for (auto& c : env.claims().claims()) {
+        apply_claim(self, c);
+      }
+      return;
+    case pb::Envelope::kTakeover: {
+      auto t = env.takeover();
+      auto sm = st.ctx->sessions();
+      if (!sm) {
+        return;
+      }
+      spdlog::info("cluster: client {} taken over by node {}", t.client_id(), *from);
+      self->request(sm, std::chrono::seconds(5), actors::handover_atom::value, t.client_id(),
+                    t.discard())
+          .then(
+              [self, sender, t](std::string& bytes) {
+                pb::Envelope r;
+                auto* x = r.mutable_transfer();
+                x->set_id(t.id());
+                x->set_client_id(t.client_id());
+                x->set_session(std::move(bytes));
+                send_env(self, sender, r);
+              },
+              [self, sender, t](caf::error&) {
+                pb::Envelope r;
+                r.mutable_transfer()->set_id(t.id());
+                r.mutable_transfer()->set_client_id(t.client_id());
+                send_env(self, sender, r);
+              });
+      return;
+    }
+    case pb::Envelope::kTransfer: {
+      auto it = st.takeovers.find(env.transfer().id());
+      if (it != st.takeovers.end()) {
+        spdlog::info("cluster: session of {} moved here from {} ({} bytes)",
+                     env.transfer().client_id(), *from, env.transfer().session().size());
+        it->second.deliver(env.transfer().session());
+        st.takeovers.erase(it);
+      }
+      return;
+    }
     case pb::Envelope::kLeave:
       if (env.leave().node() == *from) {
         drop_peer(self, *from, true, "left");
@@ -562,6 +645,46 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         }
       },
       [self](tick_atom) { tick(self); },
+      [self](actors::claim_atom, const std::string& client_id, bool clean_start) {
+        // A client connects here: record and announce the claim, and if another member
+        // holds its session, ask for it (or, for a clean start, for its end).
+        auto rp = self->make_response_promise();
+        auto& st = self->state;
+        auto prev = st.registry.find(client_id);
+        std::string holder;
+        if (prev != st.registry.end() && prev->second.node != st.cfg.name) {
+          holder = prev->second.node;
+        }
+        auto stamp = std::max(now_us(), prev == st.registry.end() ? 0 : prev->second.stamp + 1);
+        st.registry[client_id] = cluster_state::owner{st.cfg.name, stamp};
+        pb::Envelope c;
+        c.mutable_claim()->set_client_id(client_id);
+        c.mutable_claim()->set_node(st.cfg.name);
+        c.mutable_claim()->set_stamp(stamp);
+        broadcast(self, c);
+        auto p = st.peers.find(holder);
+        if (p == st.peers.end()) {
+          rp.deliver(std::string{});
+          return rp;
+        }
+        auto id = st.next_request++;
+        st.takeovers.emplace(id, rp);
+        pb::Envelope t;
+        t.mutable_takeover()->set_id(id);
+        t.mutable_takeover()->set_client_id(client_id);
+        t.mutable_takeover()->set_discard(clean_start);
+        send_env(self, p->second.handle, t);
+        self->delayed_send(self, std::chrono::seconds(3), takeover_timeout_atom::value, id);
+        return rp;
+      },
+      [self](takeover_timeout_atom, std::uint64_t id) {
+        auto it = self->state.takeovers.find(id);
+        if (it != self->state.takeovers.end()) {
+          spdlog::warn("cluster: no session transfer within 3 s; starting a new session");
+          it->second.deliver(std::string{});
+          self->state.takeovers.erase(it);
+        }
+      },
       [self](adv_atom, const std::string& advertise) {
         // Known once the listener is bound; only then start dialling the seeds.
         self->state.cfg.advertise = advertise;
@@ -642,6 +765,7 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   caf::anon_send(a, adv_atom::value, advertise);
   impl_->sys = &sys;
   impl_->actor = a;
+  ctx->cluster = a;
   auto routes = impl_->routes;
   caf::actor handle = a;
   ctx->route_changed = [handle](const std::string& filter, bool added) {

@@ -47,6 +47,8 @@ struct context {
   /// route_changed: a filter gained its first (true) or lost its last (false) subscriber.
   std::function<void(const message_ptr&)> forward_remote;
   std::function<void(const std::string& filter, bool added)> route_changed;
+  /// The cluster actor (claims client ids cluster-wide before a session opens); null alone.
+  caf::actor cluster;
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a
   /// copy of the current handle (a short uncontended lock, off the per-message path).

@@ -39,6 +39,10 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using unsub_atom = caf::atom_constant<caf::atom("unsub")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
+// cluster: claim a client id cluster-wide (-> the session of another node, encoded, or "");
+// hand a session over to another node (session manager / session -> encoded saved session)
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+using handover_atom = caf::atom_constant<caf::atom("handover")>;
 // router
 using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
 using del_route_atom = caf::atom_constant<caf::atom("delroute")>;

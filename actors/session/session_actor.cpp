@@ -252,11 +252,8 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   return open_reply{caf::actor_cast<caf::actor>(self), present};
 }
 
-void save(self_ptr self) {
+store::saved_session make_saved(self_ptr self) {
   auto& st = self->state;
-  if (st.expiry.count() == 0 || !st.ctx->db) {
-    return;
-  }
   store::saved_session saved;
   saved.client_id = st.client_id;
   saved.version = st.version;
@@ -268,7 +265,15 @@ void save(self_ptr self) {
   }
   saved.subscriptions.assign(st.subs.begin(), st.subs.end());
   saved.state = st.s.save();
-  st.ctx->db->save_session(saved);
+  return saved;
+}
+
+void save(self_ptr self) {
+  auto& st = self->state;
+  if (st.expiry.count() == 0 || !st.ctx->db) {
+    return;
+  }
+  st.ctx->db->save_session(make_saved(self));
 }
 
 void restore(self_ptr self, store::saved_session& saved) {
@@ -364,6 +369,17 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
         st.s.retry(clock::now(), out);
         write_out(self, out);
         schedule_retry(self);
+      },
+      [=](handover_atom) -> std::string {
+        // Taken over by another node: it gets our state, our client and routes go.
+        auto& st = self->state;
+        auto bytes = store::store::encode(make_saved(self));
+        if (st.conn) {
+          self->send(st.conn, kick_atom::value);
+        }
+        unroute_all(self);
+        self->quit();
+        return bytes;
       },
       [=](terminate_atom) {
         auto& st = self->state;

@@ -1,6 +1,7 @@
 // Session manager: the client id registry; decides when sessions start, resume and end.
 #include "actors/session/session_manager.hpp"
 
+#include <optional>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -60,6 +61,39 @@ void restore_sessions(self_ptr self) {
   }
 }
 
+/// Attaches the connection of `req` to its session here: a new one, the existing one, or
+/// `moved` (the client's session handed over by another node).
+void open_local(self_ptr self, open_request req, std::optional<store::saved_session> moved,
+                caf::response_promise rp) {
+  auto& st = self->state;
+  auto it = st.by_client.find(req.client_id);
+  bool present = false;
+  if (it != st.by_client.end()) {
+    // A session with expiry 0 lives only as long as its connection, which is being
+    // replaced (or has closed and its detach is still on the way): it ends here too.
+    if (req.clean_start || it->second.expiry.count() == 0) {
+      end_session(self, it);  // its connection, if any, is kicked by the session
+      it = st.by_client.end();
+    } else {
+      present = true;
+    }
+  }
+  if (it == st.by_client.end()) {
+    entry e;
+    present = present || moved.has_value();
+    e.session = spawn_session(self, st.ctx, req.client_id, std::move(moved));
+    st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
+    st.by_session.emplace(e.session.id(), req.client_id);
+    it = st.by_client.emplace(req.client_id, std::move(e)).first;
+  }
+  auto& e = it->second;
+  e.conn = req.conn;
+  e.expiry = req.expiry;
+  ++e.generation;
+  auto session = e.session;
+  rp.delegate(session, attach_atom::value, std::move(req), present);
+}
+
 caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
   self->state.ctx = std::move(ctx);
   restore_sessions(self);
@@ -94,31 +128,52 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
   });
   return {
       [=](open_atom, open_request& req) {
+        auto rp = self->make_response_promise();
         auto& st = self->state;
-        auto it = st.by_client.find(req.client_id);
-        bool present = false;
-        if (it != st.by_client.end()) {
-          // A session with expiry 0 lives only as long as its connection, which is being
-          // replaced (or has closed and its detach is still on the way): it ends here too.
-          if (req.clean_start || it->second.expiry.count() == 0) {
-            end_session(self, it);  // its connection, if any, is kicked by the session
-            it = st.by_client.end();
-          } else {
-            present = true;
-          }
+        if (!st.ctx->cluster || st.by_client.count(req.client_id) != 0) {
+          open_local(self, std::move(req), std::nullopt, rp);
+          return rp;
         }
+        // Exactly one session per client id in the cluster: claim it first; a session the
+        // client had on another node comes back with its state.
+        auto id = req.client_id;
+        self->request(st.ctx->cluster, std::chrono::seconds(5), claim_atom::value, id,
+                      req.clean_start)
+            .then(
+                [=](std::string& bytes) mutable {
+                  std::optional<store::saved_session> moved;
+                  store::saved_session s;
+                  if (!bytes.empty() && !req.clean_start && store::store::decode(bytes, s)) {
+                    moved = std::move(s);
+                  }
+                  open_local(self, std::move(req), std::move(moved), rp);
+                },
+                [=](caf::error& e) mutable {
+                  spdlog::warn("cluster claim of client {} failed: {}", req.client_id,
+                               self->system().render(e));
+                  open_local(self, std::move(req), std::nullopt, rp);
+                });
+        return rp;
+      },
+      [=](handover_atom, const std::string& client_id, bool discard) {
+        // Another node took this client over.
+        auto rp = self->make_response_promise();
+        auto& st = self->state;
+        auto it = st.by_client.find(client_id);
         if (it == st.by_client.end()) {
-          entry e;
-          e.session = spawn_session(self, st.ctx, req.client_id);
-          st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
-          st.by_session.emplace(e.session.id(), req.client_id);
-          it = st.by_client.emplace(req.client_id, std::move(e)).first;
+          rp.deliver(std::string{});
+          return rp;
         }
-        auto& e = it->second;
-        e.conn = req.conn;
-        e.expiry = req.expiry;
-        ++e.generation;
-        return self->delegate(e.session, attach_atom::value, std::move(req), present);
+        auto session = it->second.session;
+        if (discard) {
+          end_session(self, it);
+          rp.deliver(std::string{});
+          return rp;
+        }
+        st.by_session.erase(session.id());
+        st.by_client.erase(it);
+        rp.delegate(session, handover_atom::value);
+        return rp;
       },
       [=](detach_atom, const std::string& client_id, const caf::actor& conn) {
         auto& st = self->state;

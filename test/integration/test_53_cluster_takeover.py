@@ -1,0 +1,78 @@
+# Cluster-wide client registry and session takeover: a client that reconnects to another node
+# gets its session back (subscriptions, queued QoS 1 messages), the routes follow it, and the
+# old connection is closed. Exactly one session per client id in the cluster.
+import time
+
+import pytest
+
+import helpers
+from cluster_nodes import wait_route
+
+pytestmark = pytest.mark.skipif(helpers.is_mosquitto(), reason="Tern cluster only")
+
+
+def test_takeover_moves_subscriptions_and_queued_qos1_messages(cluster, clients):
+    n1, n2, n3 = cluster.start(3)
+    cid = helpers.unique("mover")
+    c1 = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
+    assert not c1.connect()
+    c1.subscribe("tk/#", qos=1)
+    pub = clients.paho(n2.port)
+    wait_route(pub, c1, "tk/probe")
+    c1.disconnect()
+    time.sleep(0.2)
+    for i in range(5):
+        pub.publish(f"tk/{i}", f"q{i}".encode(), qos=1)  # queued on n1 for the offline client
+    time.sleep(0.3)
+    mark1 = n1.log_size()
+    c2 = clients.paho(n3.port, client_id=cid, clean_session=False, connect=False)
+    assert c2.connect() == 1, "session present: the session came from n1"
+    got = c2.expect(5, timeout=5)
+    assert [(m.topic, m.payload, m.qos) for m in got] == \
+        [(f"tk/{i}", f"q{i}".encode(), 1) for i in range(5)]
+    n1.wait_log(rf"client {cid} taken over by node n3", since=mark1)
+    # The subscription lives on n3 now: publishes from n1 and n2 reach it there, once.
+    p1 = clients.paho(n1.port)
+    wait_route(p1, c2, "tk/probe1")
+    time.sleep(0.3)
+    c2.drain()
+    p1.publish("tk/after", b"a", qos=1)
+    pub.publish("tk/after2", b"b", qos=1)
+    got = sorted((m.topic, m.payload) for m in c2.expect(2, timeout=5))
+    assert got == [("tk/after", b"a"), ("tk/after2", b"b")]
+    c2.expect_none(0.3)
+
+
+def test_connected_client_is_taken_over_and_old_connection_closed(cluster, clients):
+    n1, n2 = cluster.start(2)
+    cid = helpers.unique("dup")
+    old = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
+    old.connect()
+    old.subscribe("dup/#", qos=1)
+    new = clients.paho(n2.port, client_id=cid, clean_session=False, connect=False)
+    assert new.connect() == 1
+    assert old.disconnected.wait(5), "the old connection on n1 was not closed"
+    pub = clients.paho(n1.port)
+    wait_route(pub, new, "dup/x")
+    old.expect_none(0.2)
+
+
+def test_clean_start_elsewhere_ends_the_old_session(cluster, clients):
+    n1, n2 = cluster.start(2)
+    cid = helpers.unique("clean")
+    old = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
+    old.connect()
+    old.subscribe("cl/#", qos=1)
+    pub = clients.paho(n2.port)
+    wait_route(pub, old, "cl/probe")
+    new = clients.paho(n2.port, client_id=cid, clean_session=True, connect=False)
+    assert new.connect() == 0
+    assert old.disconnected.wait(5)
+    # The old subscription is gone everywhere: n1 drops its route, nothing is delivered.
+    time.sleep(0.5)
+    pub.publish("cl/x", b"nobody", qos=1)
+    new.expect_none(0.5)
+    new.disconnect()  # a clean session ends with its connection
+    time.sleep(0.2)
+    again = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
+    assert again.connect() == 0, "no session should be left on n1 or n2"
