@@ -55,6 +55,7 @@ using route_atom = caf::atom_constant<caf::atom("croute")>;
 using tick_atom = caf::atom_constant<caf::atom("ctick")>;
 using leave_atom = caf::atom_constant<caf::atom("cleave")>;
 using adv_atom = caf::atom_constant<caf::atom("cadv")>;
+using flush_atom = caf::atom_constant<caf::atom("cflush")>;
 using takeover_timeout_atom = caf::atom_constant<caf::atom("ctkotmo")>;
 
 struct settings {
@@ -69,7 +70,13 @@ struct settings {
 struct peer {
   caf::actor handle;
   member m;
+  pb::Envelope batch;  ///< forwards not yet sent (flushed when the mailbox has been read)
+  std::size_t batch_bytes = 0;
 };
+
+// A batch is sent when it is this large, or when the forwards that arrived together are in.
+constexpr int max_batch_messages = 512;
+constexpr std::size_t max_batch_bytes = 256 * 1024;
 
 struct pending_out {  // Hello sent, waiting for Welcome
   std::string nonce;
@@ -101,6 +108,7 @@ struct cluster_state {
   std::uint64_t next_request = 1;
   std::map<std::uint64_t, caf::response_promise> takeovers;  ///< waiting for a transfer
   bool leaving = false;
+  bool flush_scheduled = false;
   static inline const char* name = "cluster";
 };
 
@@ -116,6 +124,16 @@ std::string join_names(const std::vector<std::string>& v) {
 
 void send_env(self_ptr self, const caf::actor& to, const pb::Envelope& env) {
   self->send(to, wire_bytes{env.SerializeAsString()});
+}
+
+/// Sends the peer's pending forwards, if any.
+void flush(self_ptr self, peer& p) {
+  if (p.batch.forwards().messages_size() == 0) {
+    return;
+  }
+  send_env(self, p.handle, p.batch);
+  p.batch.Clear();
+  p.batch_bytes = 0;
 }
 
 void broadcast(self_ptr self, const pb::Envelope& env) {
@@ -242,7 +260,7 @@ void admit(self_ptr self, const caf::actor& h, const member& m) {
     }
     st.peers.erase(it);
   }
-  st.peers[m.name] = peer{h, m};
+  st.peers[m.name] = peer{h, m, {}, 0};
   st.name_by_addr[h.address()] = m.name;
   self->monitor(h);
   // Tell it everything it needs: who else is here, our routes, our retained messages.
@@ -473,6 +491,15 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         spdlog::warn("cluster: dropped a malformed publish from {}", *from);
       }
       return;
+    case pb::Envelope::kForwards:
+      for (auto& f : env.forwards().messages()) {
+        if (auto m = from_forward(f)) {
+          actors::broker::dispatch(*st.ctx, m, true);
+        } else {
+          spdlog::warn("cluster: dropped a malformed publish from {}", *from);
+        }
+      }
+      return;
     case pb::Envelope::kRetained:
       // Messages retained on the peer while we were apart; ours win where both have a topic.
       for (auto& f : env.retained().messages()) {
@@ -629,19 +656,36 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
       },
       [self](forward_job& job) {
         auto& st = self->state;
-        pb::Envelope env;
-        fill_forward(*env.mutable_forward(), *job.m);
-        wire_bytes w{env.SerializeAsString()};
+        auto add = [&](peer& p) {
+          fill_forward(*p.batch.mutable_forwards()->add_messages(), *job.m);
+          p.batch_bytes += job.m->topic.size() + job.m->payload.size() + 16;
+          if (p.batch.forwards().messages_size() >= max_batch_messages ||
+              p.batch_bytes >= max_batch_bytes) {
+            flush(self, p);
+          }
+        };
         if (job.all) {
           for (auto& [n, p] : st.peers) {
-            self->send(p.handle, w);
+            add(p);
           }
-          return;
+        } else {
+          for (auto& n : job.nodes) {
+            if (auto it = st.peers.find(n); it != st.peers.end()) {
+              add(it->second);
+            }
+          }
         }
-        for (auto& n : job.nodes) {
-          if (auto it = st.peers.find(n); it != st.peers.end()) {
-            self->send(it->second.handle, w);
-          }
+        if (!st.flush_scheduled) {
+          // Behind every message already in the mailbox: what arrived together goes together.
+          st.flush_scheduled = true;
+          self->send(self, flush_atom::value);
+        }
+      },
+      [self](flush_atom) {
+        auto& st = self->state;
+        st.flush_scheduled = false;
+        for (auto& [n, p] : st.peers) {
+          flush(self, p);
         }
       },
       [self](tick_atom) { tick(self); },
@@ -693,6 +737,9 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
       [self](leave_atom) {
         auto& st = self->state;
         st.leaving = true;
+        for (auto& [n, p] : st.peers) {
+          flush(self, p);  // publishes accepted before the leave still go out
+        }
         pb::Envelope env;
         env.mutable_leave()->set_node(st.cfg.name);
         env.mutable_leave()->set_incarnation(st.cfg.incarnation);
