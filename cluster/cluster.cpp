@@ -2,6 +2,7 @@
 // leave, route deltas and snapshots, forwarding, retained replication, reconnects.
 #include "cluster/cluster.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <set>
@@ -36,6 +37,12 @@ struct forward_job {
   std::vector<std::string> nodes;  ///< ignored when `all`
   actors::message_ptr m;
   bool all = false;
+};
+
+/// Forward jobs sent to the cluster actor and not yet handled (the bound on its mailbox).
+struct forward_backlog {
+  std::atomic<std::size_t> queued{0};
+  std::atomic<std::uint64_t> dropped{0};
 };
 
 }  // namespace tern::cluster
@@ -93,6 +100,8 @@ struct cluster_state {
   settings cfg;
   member_view view{""};
   std::shared_ptr<route_view> routes;
+  std::shared_ptr<forward_backlog> backlog;
+  std::uint64_t dropped_reported = 0;
   std::map<std::string, peer> peers;  ///< authenticated members by name
   std::map<caf::actor_addr, std::string> name_by_addr;
   std::map<caf::actor_addr, pending_out> outgoing;
@@ -607,6 +616,13 @@ void connect(self_ptr self, const std::string& address) {
 
 void tick(self_ptr self) {
   auto& st = self->state;
+  auto dropped = st.backlog->dropped.load(std::memory_order_relaxed);
+  if (dropped != st.dropped_reported) {
+    spdlog::warn("cluster: forward queue full (cluster.max_forward_queue): {} publishes not "
+                 "forwarded to other nodes",
+                 dropped - st.dropped_reported);
+    st.dropped_reported = dropped;
+  }
   for (auto& a : st.view.reconnect_targets(st.cfg.advertise)) {
     auto al = st.alias.find(a);
     if (al != st.alias.end() && st.peers.count(al->second) != 0) {
@@ -618,7 +634,8 @@ void tick(self_ptr self) {
 }
 
 caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, settings cfg,
-                           std::shared_ptr<route_view> routes) {
+                           std::shared_ptr<route_view> routes,
+                           std::shared_ptr<forward_backlog> backlog) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.view = member_view{cfg.name};
@@ -627,6 +644,7 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
   }
   st.cfg = std::move(cfg);
   st.routes = std::move(routes);
+  st.backlog = std::move(backlog);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     st.outgoing.erase(dm.source);
@@ -656,6 +674,7 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
       },
       [self](forward_job& job) {
         auto& st = self->state;
+        st.backlog->queued.fetch_sub(1, std::memory_order_relaxed);
         auto add = [&](peer& p) {
           fill_forward(*p.batch.mutable_forwards()->add_messages(), *job.m);
           p.batch_bytes += job.m->topic.size() + job.m->payload.size() + 16;
@@ -767,6 +786,7 @@ struct node_cluster::impl {
   caf::actor_system* sys = nullptr;
   caf::actor actor;
   std::shared_ptr<route_view> routes = std::make_shared<route_view>();
+  std::shared_ptr<forward_backlog> backlog = std::make_shared<forward_backlog>();
 };
 
 node_cluster::node_cluster() : impl_(std::make_unique<impl>()) {}
@@ -801,7 +821,7 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   s.cookie = cc.cookie;
   s.seeds = cc.seeds;
   s.reconnect_interval = cc.reconnect_interval;
-  auto a = sys.spawn(cluster_impl, ctx, s, impl_->routes);
+  auto a = sys.spawn(cluster_impl, ctx, s, impl_->routes, impl_->backlog);
   auto port = sys.middleman().publish(a, hp->second, hp->first.c_str(), true);
   if (!port) {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
@@ -818,20 +838,29 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   ctx->route_changed = [handle](const std::string& filter, bool added) {
     caf::anon_send(handle, route_atom::value, filter, added);
   };
-  ctx->forward_remote = [handle, routes](const actors::message_ptr& m) {
+  auto backlog = impl_->backlog;
+  std::size_t max_queue = cc.max_forward_queue;
+  auto* stats = &ctx->stats;
+  ctx->forward_remote = [handle, routes, backlog, max_queue, stats](const actors::message_ptr& m) {
     const auto& t = m->topic;
     if (t.rfind("$local/", 0) == 0 || t.rfind("$SYS/", 0) == 0) {
       return;  // node-local by definition
     }
-    if (m->retain) {
-      // Retained messages are replicated to every node (write-through), matching or not.
-      caf::anon_send(handle, forward_job{{}, m, true});
+    std::vector<std::string> nodes;
+    if (!m->retain) {
+      nodes = routes->match(t);
+      if (nodes.empty()) {
+        return;
+      }
+    }
+    if (backlog->queued.fetch_add(1, std::memory_order_relaxed) >= max_queue) {
+      backlog->queued.fetch_sub(1, std::memory_order_relaxed);
+      backlog->dropped.fetch_add(1, std::memory_order_relaxed);
+      stats->messages_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    auto nodes = routes->match(t);
-    if (!nodes.empty()) {
-      caf::anon_send(handle, forward_job{std::move(nodes), m, false});
-    }
+    // Retained messages are replicated to every node (write-through), matching or not.
+    caf::anon_send(handle, forward_job{std::move(nodes), m, m->retain});
   };
   spdlog::info("cluster: node {} listening on {} (advertised as {}), seeds: {}", s.name,
                cc.listen, advertise, s.seeds.empty() ? "none" : join_names(s.seeds));

@@ -164,6 +164,8 @@ const std::map<std::string, setter>& schema() {
            throw bad_value{"must be at least 10ms"};
          }
        }},
+      {"cluster.max_forward_queue",
+       [](config& c, const toml::node& n) { c.cluster.max_forward_queue = as_u32(n, 1); }},
       {"session.max_send_buffer",
        [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
   };

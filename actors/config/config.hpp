@@ -55,6 +55,9 @@ struct cluster_config {
   std::chrono::milliseconds heartbeat_interval{500};
   std::chrono::milliseconds connection_timeout{2000};  ///< silent peer declared down after this
   std::chrono::milliseconds reconnect_interval{1000};  ///< retry seeds and lost members
+  /// Publishes waiting to be forwarded to other nodes; beyond this new ones are dropped
+  /// (counted in messages_dropped) rather than growing memory without bound.
+  std::uint32_t max_forward_queue = 100000;
   bool enabled() const { return !listen.empty(); }
 };
 

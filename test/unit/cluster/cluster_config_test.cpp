@@ -21,6 +21,7 @@ TEST_CASE("cluster config: off by default; the shipped etc/tern.toml has the def
   CHECK(c.heartbeat_interval == d.cluster.heartbeat_interval);
   CHECK(c.connection_timeout == d.cluster.connection_timeout);
   CHECK(c.reconnect_interval == d.cluster.reconnect_interval);
+  CHECK(c.max_forward_queue == d.cluster.max_forward_queue);
 }
 
 TEST_CASE("cluster config: values", "[cluster]") {
