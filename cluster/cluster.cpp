@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/broker/dispatch.hpp"
@@ -72,6 +73,7 @@ struct settings {
   std::string cookie;
   std::vector<std::string> seeds;
   std::chrono::milliseconds reconnect_interval{1000};
+  bool tls = false;
 };
 
 struct peer {
@@ -586,7 +588,8 @@ void connect(self_ptr self, const std::string& address) {
     return;
   }
   st.connecting.insert(address);
-  auto mm = self->system().middleman().actor_handle();
+  auto mm = st.cfg.tls ? self->system().openssl_manager().actor_handle()
+                       : self->system().middleman().actor_handle();
   self->request(mm, std::chrono::seconds(5), caf::connect_atom::value, hp->first, hp->second)
       .then(
           [self, address](const caf::node_id&, caf::strong_actor_ptr& ptr,
@@ -780,6 +783,12 @@ void configure(caf::actor_system_config& cfg, const actors::config::config& c) {
   cfg.add_message_type<wire_bytes>("tern.cluster.wire");
   cfg.set("middleman.heartbeat-interval", caf::timespan{c.cluster.heartbeat_interval});
   cfg.set("middleman.connection-timeout", caf::timespan{c.cluster.connection_timeout});
+  if (c.cluster.tls) {
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = c.cluster.tls_cert;
+    cfg.openssl_key = c.cluster.tls_key;
+    cfg.openssl_cafile = c.cluster.tls_cafile;
+  }
 }
 
 struct node_cluster::impl {
@@ -821,8 +830,14 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   s.cookie = cc.cookie;
   s.seeds = cc.seeds;
   s.reconnect_interval = cc.reconnect_interval;
+  s.tls = cc.tls;
+  if (cc.tls && (cc.tls_cert.empty() != cc.tls_key.empty() ||
+                 (!cc.tls_cert.empty() && cc.tls_cafile.empty()))) {
+    return "cluster.tls: set tls_cert, tls_key and tls_cafile together (or none of them)";
+  }
   auto a = sys.spawn(cluster_impl, ctx, s, impl_->routes, impl_->backlog);
-  auto port = sys.middleman().publish(a, hp->second, hp->first.c_str(), true);
+  auto port = cc.tls ? caf::openssl::publish(a, hp->second, hp->first.c_str(), true)
+                     : sys.middleman().publish(a, hp->second, hp->first.c_str(), true);
   if (!port) {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     return "cluster.listen: cannot listen on " + cc.listen + ": " + sys.render(port.error());
@@ -862,8 +877,10 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
     // Retained messages are replicated to every node (write-through), matching or not.
     caf::anon_send(handle, forward_job{std::move(nodes), m, m->retain});
   };
-  spdlog::info("cluster: node {} listening on {} (advertised as {}), seeds: {}", s.name,
-               cc.listen, advertise, s.seeds.empty() ? "none" : join_names(s.seeds));
+  spdlog::info("cluster: node {} listening on {} (advertised as {}{}), seeds: {}", s.name,
+               cc.listen, advertise,
+               !cc.tls ? "" : cc.tls_cert.empty() ? ", TLS" : ", TLS with certificates",
+               s.seeds.empty() ? "none" : join_names(s.seeds));
   return std::nullopt;
 }
 

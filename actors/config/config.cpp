@@ -164,6 +164,12 @@ const std::map<std::string, setter>& schema() {
            throw bad_value{"must be at least 10ms"};
          }
        }},
+      {"cluster.tls", [](config& c, const toml::node& n) { c.cluster.tls = as_bool(n); }},
+      {"cluster.tls_cert",
+       [](config& c, const toml::node& n) { c.cluster.tls_cert = as_string(n); }},
+      {"cluster.tls_key", [](config& c, const toml::node& n) { c.cluster.tls_key = as_string(n); }},
+      {"cluster.tls_cafile",
+       [](config& c, const toml::node& n) { c.cluster.tls_cafile = as_string(n); }},
       {"cluster.max_forward_queue",
        [](config& c, const toml::node& n) { c.cluster.max_forward_queue = as_u32(n, 1); }},
       {"session.max_send_buffer",

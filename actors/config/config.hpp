@@ -58,6 +58,12 @@ struct cluster_config {
   /// Publishes waiting to be forwarded to other nodes; beyond this new ones are dropped
   /// (counted in messages_dropped) rather than growing memory without bound.
   std::uint32_t max_forward_queue = 100000;
+  /// TLS between nodes (CAF's OpenSSL module). Without certificates the channel is encrypted
+  /// but only the cookie authenticates; with cert, key and cafile both sides are verified.
+  bool tls = false;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_cafile;
   bool enabled() const { return !listen.empty(); }
 };
 

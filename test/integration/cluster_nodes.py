@@ -30,13 +30,14 @@ def free_port():
 
 
 class Node:
-    def __init__(self, name, workdir, host=helpers.HOST, netns=None):
+    def __init__(self, name, workdir, host=helpers.HOST, netns=None, cluster_toml=""):
         self.name = name
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "node.log"
         self.host = host
         self.netns = netns
+        self.cluster_toml = cluster_toml  # extra lines for the [cluster] section
         self.port = None
         self.cluster_port = None
         self.proc = None
@@ -61,7 +62,7 @@ class Node:
             "[cluster]\n"
             'heartbeat_interval = "250ms"\n'
             'connection_timeout = "1s"\n'
-            'reconnect_interval = "250ms"\n')
+            'reconnect_interval = "250ms"\n' + self.cluster_toml)
         cmd = [binary, "--config", str(conf), "--cluster-listen", self.cluster_addr,
                "--cookie", cookie]
         for j in join:

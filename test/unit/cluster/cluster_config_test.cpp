@@ -22,6 +22,10 @@ TEST_CASE("cluster config: off by default; the shipped etc/tern.toml has the def
   CHECK(c.connection_timeout == d.cluster.connection_timeout);
   CHECK(c.reconnect_interval == d.cluster.reconnect_interval);
   CHECK(c.max_forward_queue == d.cluster.max_forward_queue);
+  CHECK(c.tls == d.cluster.tls);
+  CHECK(c.tls_cert == d.cluster.tls_cert);
+  CHECK(c.tls_key == d.cluster.tls_key);
+  CHECK(c.tls_cafile == d.cluster.tls_cafile);
 }
 
 TEST_CASE("cluster config: values", "[cluster]") {
