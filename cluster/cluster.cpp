@@ -527,6 +527,14 @@ void on_wire(self_ptr self, const wire_bytes& w) {
     case pb::Envelope::kClaim:
       apply_claim(self, env.claim());
       return;
+    case pb::Envelope::kUnclaim: {
+      auto& u = env.unclaim();
+      auto it = st.registry.find(u.client_id());
+      if (u.node() == *from && it != st.registry.end() && it->second.node == u.node()) {
+        st.registry.erase(it);
+      }
+      return;
+    }
     case pb::Envelope::kClaims:
       for (auto& c : env.claims().claims()) {
         apply_claim(self, c);
@@ -742,6 +750,19 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         send_env(self, p->second.handle, t);
         self->delayed_send(self, std::chrono::seconds(3), takeover_timeout_atom::value, id);
         return rp;
+      },
+      [self](actors::unclaim_atom, const std::string& client_id) {
+        // The client's session ended here: nobody needs to ask us for it any more.
+        auto& st = self->state;
+        auto it = st.registry.find(client_id);
+        if (it == st.registry.end() || it->second.node != st.cfg.name) {
+          return;
+        }
+        st.registry.erase(it);
+        pb::Envelope u;
+        u.mutable_unclaim()->set_client_id(client_id);
+        u.mutable_unclaim()->set_node(st.cfg.name);
+        broadcast(self, u);
       },
       [self](takeover_timeout_atom, std::uint64_t id) {
         auto it = self->state.takeovers.find(id);

@@ -43,6 +43,7 @@ using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
 // hand a session over to another node (session manager / session -> encoded saved session)
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
 using handover_atom = caf::atom_constant<caf::atom("handover")>;
+using unclaim_atom = caf::atom_constant<caf::atom("unclaim")>;
 // router
 using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
 using del_route_atom = caf::atom_constant<caf::atom("delroute")>;

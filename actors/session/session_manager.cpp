@@ -36,6 +36,13 @@ void end_session(self_ptr self, std::unordered_map<std::string, entry>::iterator
   st.by_client.erase(it);
 }
 
+/// The session of `client_id` ended here: drop this node's claim in the cluster registry.
+void release_claim(self_ptr self, const std::string& client_id) {
+  if (self->state.ctx->cluster) {
+    self->send(self->state.ctx->cluster, unclaim_atom::value, client_id);
+  }
+}
+
 /// Brings back the sessions saved at the last shutdown, offline, each with the expiry it had
 /// left.
 void restore_sessions(self_ptr self) {
@@ -106,6 +113,7 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
     }
     spdlog::warn("session of {} ended unexpectedly: {}", it->second,
                  self->system().render(dm.reason));
+    release_claim(self, it->second);
     st.by_client.erase(it->second);
     st.by_session.erase(it);
   });
@@ -185,6 +193,7 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         e.conn = caf::actor{};
         ++e.generation;
         if (e.expiry.count() == 0) {
+          release_claim(self, client_id);
           end_session(self, it);
           return;
         }
@@ -198,6 +207,7 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
           return;  // reconnected (or replaced) since
         }
         spdlog::debug("session of {} expired", client_id);
+        release_claim(self, client_id);
         end_session(self, it);
       },
       [=](count_atom) { return self->state.by_client.size(); },

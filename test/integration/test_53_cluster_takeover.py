@@ -76,3 +76,17 @@ def test_clean_start_elsewhere_ends_the_old_session(cluster, clients):
     time.sleep(0.2)
     again = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
     assert again.connect() == 0, "no session should be left on n1 or n2"
+
+
+def test_ended_session_is_dropped_from_the_registry(cluster, clients):
+    n1, n2 = cluster.start(2)
+    cid = helpers.unique("gone")
+    c = clients.paho(n1.port, client_id=cid, clean_session=True, connect=False)
+    c.connect()
+    c.disconnect()  # clean session: it ends here, and n1 withdraws its claim
+    time.sleep(0.3)
+    mark = n1.log_size()
+    again = clients.paho(n2.port, client_id=cid, clean_session=False, connect=False)
+    assert again.connect() == 0
+    time.sleep(0.3)
+    assert f"client {cid} taken over" not in n1.log_text()[mark:]
