@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -24,6 +25,10 @@ struct manager_state {
   broker::context_ptr ctx;
   std::unordered_map<std::string, entry> by_client;
   std::unordered_map<caf::actor_id, std::string> by_session;
+  // Cluster: client ids claimed cluster-wide whose open is under way, and sessions other
+  // nodes handed over for them.
+  std::unordered_set<std::string> claimed;
+  std::unordered_map<std::string, store::saved_session> moved;
   static inline const char* name = "session_manager";
 };
 
@@ -41,6 +46,43 @@ void release_claim(self_ptr self, const std::string& client_id) {
   if (self->state.ctx->cluster) {
     self->send(self->state.ctx->cluster, unclaim_atom::value, client_id);
   }
+}
+
+/// Cluster: claims the client id in the whole cluster (getting its session back if another
+/// node holds it), then opens it here as usual.
+caf::response_promise claim_then_open(self_ptr self, open_request req) {
+  auto rp = self->make_response_promise();
+  auto id = req.client_id;
+  auto clean = req.clean_start;
+  self->request(self->state.ctx->cluster, std::chrono::seconds(5), claim_atom::value, id, clean)
+      .then(
+          [=](std::string& bytes) mutable {
+            auto& st = self->state;
+            store::saved_session s;
+            if (!bytes.empty() && !req.clean_start && store::store::decode(bytes, s)) {
+              st.moved[req.client_id] = std::move(s);
+            }
+            st.claimed.insert(req.client_id);
+            rp.delegate(caf::actor_cast<caf::actor>(self), open_atom::value, std::move(req));
+          },
+          [=](caf::error& e) mutable {
+            spdlog::warn("cluster claim of client {} failed: {}", req.client_id,
+                         self->system().render(e));
+            self->state.claimed.insert(req.client_id);
+            rp.delegate(caf::actor_cast<caf::actor>(self), open_atom::value, std::move(req));
+          });
+  return rp;
+}
+
+/// The session another node handed over for `client_id`, if any.
+std::optional<store::saved_session> take_moved(manager_state& st, const std::string& client_id) {
+  auto it = st.moved.find(client_id);
+  if (it == st.moved.end()) {
+    return std::nullopt;
+  }
+  std::optional<store::saved_session> out{std::move(it->second)};
+  st.moved.erase(it);
+  return out;
 }
 
 /// Brings back the sessions saved at the last shutdown, offline, each with the expiry it had
@@ -66,39 +108,6 @@ void restore_sessions(self_ptr self) {
   if (!saved.empty()) {
     spdlog::info("restored {} persistent sessions", saved.size());
   }
-}
-
-/// Attaches the connection of `req` to its session here: a new one, the existing one, or
-/// `moved` (the client's session handed over by another node).
-void open_local(self_ptr self, open_request req, std::optional<store::saved_session> moved,
-                caf::response_promise rp) {
-  auto& st = self->state;
-  auto it = st.by_client.find(req.client_id);
-  bool present = false;
-  if (it != st.by_client.end()) {
-    // A session with expiry 0 lives only as long as its connection, which is being
-    // replaced (or has closed and its detach is still on the way): it ends here too.
-    if (req.clean_start || it->second.expiry.count() == 0) {
-      end_session(self, it);  // its connection, if any, is kicked by the session
-      it = st.by_client.end();
-    } else {
-      present = true;
-    }
-  }
-  if (it == st.by_client.end()) {
-    entry e;
-    present = present || moved.has_value();
-    e.session = spawn_session(self, st.ctx, req.client_id, std::move(moved));
-    st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
-    st.by_session.emplace(e.session.id(), req.client_id);
-    it = st.by_client.emplace(req.client_id, std::move(e)).first;
-  }
-  auto& e = it->second;
-  e.conn = req.conn;
-  e.expiry = req.expiry;
-  ++e.generation;
-  auto session = e.session;
-  rp.delegate(session, attach_atom::value, std::move(req), present);
 }
 
 caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
@@ -135,53 +144,38 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
     self->quit(em.reason);
   });
   return {
-      [=](open_atom, open_request& req) {
-        auto rp = self->make_response_promise();
+      [=](open_atom, open_request& req) -> caf::result<caf::message> {
         auto& st = self->state;
-        if (!st.ctx->cluster || st.by_client.count(req.client_id) != 0) {
-          open_local(self, std::move(req), std::nullopt, rp);
-          return rp;
+        if (st.ctx->cluster && st.by_client.count(req.client_id) == 0 &&
+            st.claimed.erase(req.client_id) == 0) {
+          return claim_then_open(self, std::move(req));  // comes back here once claimed
         }
-        // Exactly one session per client id in the cluster: claim it first; a session the
-        // client had on another node comes back with its state.
-        auto id = req.client_id;
-        self->request(st.ctx->cluster, std::chrono::seconds(5), claim_atom::value, id,
-                      req.clean_start)
-            .then(
-                [=](std::string& bytes) mutable {
-                  std::optional<store::saved_session> moved;
-                  store::saved_session s;
-                  if (!bytes.empty() && !req.clean_start && store::store::decode(bytes, s)) {
-                    moved = std::move(s);
-                  }
-                  open_local(self, std::move(req), std::move(moved), rp);
-                },
-                [=](caf::error& e) mutable {
-                  spdlog::warn("cluster claim of client {} failed: {}", req.client_id,
-                               self->system().render(e));
-                  open_local(self, std::move(req), std::nullopt, rp);
-                });
-        return rp;
-      },
-      [=](handover_atom, const std::string& client_id, bool discard) {
-        // Another node took this client over.
-        auto rp = self->make_response_promise();
-        auto& st = self->state;
-        auto it = st.by_client.find(client_id);
+        auto it = st.by_client.find(req.client_id);
+        bool present = false;
+        if (it != st.by_client.end()) {
+          // A session with expiry 0 lives only as long as its connection, which is being
+          // replaced (or has closed and its detach is still on the way): it ends here too.
+          if (req.clean_start || it->second.expiry.count() == 0) {
+            end_session(self, it);  // its connection, if any, is kicked by the session
+            it = st.by_client.end();
+          } else {
+            present = true;
+          }
+        }
         if (it == st.by_client.end()) {
-          rp.deliver(std::string{});
-          return rp;
+          entry e;
+          auto moved = take_moved(st, req.client_id);  // handed over by another node
+          present = moved.has_value();
+          e.session = spawn_session(self, st.ctx, req.client_id, std::move(moved));
+          st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
+          st.by_session.emplace(e.session.id(), req.client_id);
+          it = st.by_client.emplace(req.client_id, std::move(e)).first;
         }
-        auto session = it->second.session;
-        if (discard) {
-          end_session(self, it);
-          rp.deliver(std::string{});
-          return rp;
-        }
-        st.by_session.erase(session.id());
-        st.by_client.erase(it);
-        rp.delegate(session, handover_atom::value);
-        return rp;
+        auto& e = it->second;
+        e.conn = req.conn;
+        e.expiry = req.expiry;
+        ++e.generation;
+        return self->delegate(e.session, attach_atom::value, std::move(req), present);
       },
       [=](detach_atom, const std::string& client_id, const caf::actor& conn) {
         auto& st = self->state;
@@ -209,6 +203,25 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         spdlog::debug("session of {} expired", client_id);
         release_claim(self, client_id);
         end_session(self, it);
+      },
+      [=](handover_atom, const std::string& client_id, bool discard) {
+        // Another node took this client over: end its session here, handing over its state
+        // unless the client starts clean.
+        auto rp = self->make_response_promise();
+        auto& st = self->state;
+        auto it = st.by_client.find(client_id);
+        if (it == st.by_client.end() || discard) {
+          if (it != st.by_client.end()) {
+            end_session(self, it);
+          }
+          rp.deliver(std::string{});
+          return rp;
+        }
+        auto session = it->second.session;
+        st.by_session.erase(session.id());
+        st.by_client.erase(it);
+        rp.delegate(session, handover_atom::value);
+        return rp;
       },
       [=](count_atom) { return self->state.by_client.size(); },
   };
