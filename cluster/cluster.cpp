@@ -2,6 +2,7 @@
 // leave, route deltas and snapshots, forwarding, retained replication, reconnects.
 #include "cluster/cluster.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -58,6 +59,7 @@ namespace pb = tern::cluster::wire;
 using clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t protocol_version = 1;
+constexpr std::size_t max_pending_handshakes = 8;  ///< per peer actor
 
 using route_atom = caf::atom_constant<caf::atom("croute")>;
 using tick_atom = caf::atom_constant<caf::atom("ctick")>;
@@ -106,8 +108,10 @@ struct cluster_state {
   std::uint64_t dropped_reported = 0;
   std::map<std::string, peer> peers;  ///< authenticated members by name
   std::map<caf::actor_addr, std::string> name_by_addr;
-  std::map<caf::actor_addr, pending_out> outgoing;
-  std::map<caf::actor_addr, pending_in> incoming;
+  // Handshakes under way, per peer actor; several at once when both sides or two paths
+  // (seed, member list) dial at the same time. Each Welcome/Auth answers one of them.
+  std::map<caf::actor_addr, std::vector<pending_out>> outgoing;
+  std::map<caf::actor_addr, std::vector<pending_in>> incoming;
   std::set<std::string> connecting;                ///< addresses with a connect in flight
   std::map<std::string, std::string> alias;        ///< address we dialled -> member name
   std::set<std::string> local_filters;
@@ -386,23 +390,34 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       wl->set_advertise(st.cfg.advertise);
       wl->set_nonce(in.nonce);
       wl->set_proof(cookie_proof(st.cfg.cookie, "welcome", h.nonce(), st.cfg.name));
-      st.incoming[sender.address()] = std::move(in);
+      auto& ins = st.incoming[sender.address()];
+      if (ins.size() >= max_pending_handshakes) {
+        ins.erase(ins.begin());
+      }
+      ins.push_back(std::move(in));
       send_env(self, sender, r);
       return;
     }
     case pb::Envelope::kWelcome: {
       auto it = st.outgoing.find(sender.address());
-      if (it == st.outgoing.end()) {
+      if (it == st.outgoing.end() || it->second.empty()) {
         return;
       }
-      auto out = std::move(it->second);
-      st.outgoing.erase(it);
       auto& wl = env.welcome();
+      auto& outs = it->second;
+      auto match = std::find_if(outs.begin(), outs.end(), [&](const pending_out& o) {
+        return proof_equal(wl.proof(), cookie_proof(st.cfg.cookie, "welcome", o.nonce, wl.node()));
+      });
+      bool ok = match != outs.end();
+      auto out = ok ? std::move(*match) : std::move(outs.front());
+      outs.erase(ok ? match : outs.begin());
+      if (outs.empty()) {
+        st.outgoing.erase(it);
+      }
       if (wl.node() == st.cfg.name) {
         return;  // dialled ourselves (a seed that is our own address)
       }
-      if (!proof_equal(wl.proof(),
-                       cookie_proof(st.cfg.cookie, "welcome", out.nonce, wl.node()))) {
+      if (!ok) {
         spdlog::error("cluster: cookie mismatch with node {} at {}: not joining it (check "
                       "cluster.cookie)",
                       wl.node(), out.address);
@@ -423,14 +438,22 @@ void on_wire(self_ptr self, const wire_bytes& w) {
     }
     case pb::Envelope::kAuth: {
       auto it = st.incoming.find(sender.address());
-      if (it == st.incoming.end()) {
+      if (it == st.incoming.end() || it->second.empty()) {
         return;
       }
-      auto in = std::move(it->second);
-      st.incoming.erase(it);
       auto& a = env.auth();
-      if (a.node() != in.m.name || a.incarnation() != in.m.incarnation ||
-          !proof_equal(a.proof(), cookie_proof(st.cfg.cookie, "auth", in.nonce, in.m.name))) {
+      auto& ins = it->second;
+      auto match = std::find_if(ins.begin(), ins.end(), [&](const pending_in& i) {
+        return a.node() == i.m.name && a.incarnation() == i.m.incarnation &&
+               proof_equal(a.proof(), cookie_proof(st.cfg.cookie, "auth", i.nonce, i.m.name));
+      });
+      bool ok = match != ins.end();
+      auto in = ok ? std::move(*match) : std::move(ins.front());
+      ins.erase(ok ? match : ins.begin());
+      if (ins.empty()) {
+        st.incoming.erase(it);
+      }
+      if (!ok) {
         spdlog::error("cluster: refused node {} ({}): cookie mismatch", in.m.name,
                       in.m.advertise);
         pb::Envelope r;
@@ -443,14 +466,23 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       return;
     }
     case pb::Envelope::kRefused: {
-      st.outgoing.erase(sender.address());
       auto it = st.incoming.find(sender.address());
-      if (it != st.incoming.end()) {
+      if (it != st.incoming.end() && !it->second.empty()) {
         // It could not verify our proof: from here, it is the node that is refused.
-        spdlog::error("cluster: refused node {} ({}): {}", it->second.m.name,
-                      it->second.m.advertise, env.refused().reason());
-        st.incoming.erase(it);
+        auto& in = it->second.front();
+        spdlog::error("cluster: refused node {} ({}): {}", in.m.name, in.m.advertise,
+                      env.refused().reason());
+        it->second.erase(it->second.begin());
+        if (it->second.empty()) {
+          st.incoming.erase(it);
+        }
       } else {
+        if (auto o = st.outgoing.find(sender.address()); o != st.outgoing.end()) {
+          o->second.erase(o->second.begin());
+          if (o->second.empty()) {
+            st.outgoing.erase(o);
+          }
+        }
         spdlog::error("cluster: node {} refused this node: {}", env.refused().node(),
                       env.refused().reason());
       }
@@ -616,7 +648,11 @@ void connect(self_ptr self, const std::string& address) {
             hello->set_incarnation(st.cfg.incarnation);
             hello->set_advertise(st.cfg.advertise);
             hello->set_nonce(out.nonce);
-            st.outgoing[h.address()] = std::move(out);
+            auto& outs = st.outgoing[h.address()];
+            if (outs.size() >= max_pending_handshakes) {
+              outs.erase(outs.begin());
+            }
+            outs.push_back(std::move(out));
             send_env(self, h, env);
           },
           [self, address](caf::error& e) {
