@@ -9,6 +9,8 @@
 #include <set>
 #include <thread>
 
+#include <unistd.h>
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
@@ -880,6 +882,13 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   }
   settings s;
   s.name = ctx->cfg.node_name;
+  if (s.name == actors::config::config{}.node_name) {
+    // Not configured: take the host name (in Kubernetes, the pod name), stable per host.
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') {
+      s.name = std::string("tern@") + host;
+    }
+  }
   s.incarnation = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::system_clock::now().time_since_epoch())
