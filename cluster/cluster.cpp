@@ -694,6 +694,20 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
   st.cfg = std::move(cfg);
   st.routes = std::move(routes);
   st.backlog = std::move(backlog);
+  self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
+    // Not expected (no handler throws by design); make it loud: the node is alone from here.
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      spdlog::error("cluster: the cluster actor failed ({}); this node no longer takes part in "
+                    "the cluster until restarted",
+                    e.what());
+    } catch (...) {
+      spdlog::error("cluster: the cluster actor failed; this node no longer takes part in the "
+                    "cluster until restarted");
+    }
+    return caf::exit_reason::unhandled_exception;
+  });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     st.outgoing.erase(dm.source);
