@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "actors/hooks/audit_log.hpp"
+
 namespace tern::actors::access {
 
 namespace {
@@ -307,6 +309,31 @@ std::optional<scram_credentials> engine::scram_credentials_for(const std::string
     return std::nullopt;
   }
   return password_file_->scram(user);
+}
+
+std::variant<node_access, std::string> setup(const config::config& cfg) {
+  node_access out;
+  out.hooks = std::make_shared<hooks::registry>();
+  if (!cfg.hooks.audit_log.empty()) {
+    std::vector<hooks::point> points;
+    for (const auto& n : cfg.hooks.audit_events) {
+      auto p = hooks::point_from_name(n);
+      if (!p) {
+        return "hooks.audit_events: unknown hook point \"" + n + "\"";
+      }
+      points.push_back(*p);
+    }
+    if (auto err = hooks::install_audit_log(*out.hooks, cfg.hooks.audit_log, points);
+        !err.empty()) {
+      return err;
+    }
+  }
+  auto e = engine::create(cfg, out.hooks);
+  if (auto* err = std::get_if<std::string>(&e)) {
+    return *err;
+  }
+  out.engine = std::get<0>(std::move(e));
+  return out;
 }
 
 }  // namespace tern::actors::access

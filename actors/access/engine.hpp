@@ -110,4 +110,12 @@ class engine {
   std::atomic<std::uint64_t> generation_{1};
 };
 
+/// Everything a node needs for access control and hooks, built from its configuration:
+/// the hook registry (with the audit-log hook if configured) and the engine.
+struct node_access {
+  std::shared_ptr<hooks::registry> hooks;
+  std::shared_ptr<access::engine> engine;
+};
+std::variant<node_access, std::string> setup(const config::config& cfg);
+
 }  // namespace tern::actors::access

@@ -122,4 +122,15 @@ class registry {
   std::atomic<std::uint32_t> mask_{0};
 };
 
+/// Call-site helper: runs `p` only when a callback is registered; `fill(args&)` is called
+/// only then, so building the arguments costs nothing otherwise.
+template <class Fill>
+void fire(const registry* r, point p, Fill&& fill) {
+  if (r != nullptr && r->has(p)) {
+    args a;
+    fill(a);
+    r->run(p, a);
+  }
+}
+
 }  // namespace tern::actors::hooks
