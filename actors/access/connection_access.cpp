@@ -75,6 +75,9 @@ connect_step connection_access::on_connect(mqtt::connect& c) {
       engine_.record_failure(info_);
       return refuse(auth_status::not_authorized, "SCRAM client-first refused (unknown user or malformed)");
     }
+    if (!info_.username) {
+      info_.username = scram_->username();  // for logs; authenticated only after the proof
+    }
     connect_step step;
     step.k = connect_step::kind::challenge;
     step.auth.reason = static_cast<std::uint8_t>(mqtt::reason_code::continue_authentication);

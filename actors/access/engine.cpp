@@ -131,7 +131,8 @@ std::variant<std::shared_ptr<engine>, std::string> engine::create(
     e->acl_ = std::make_shared<const acl>(std::get<acl>(std::move(r)));
   }
   auto* self = e.get();
-  // Authentication and ACL are callbacks like any other hook (priority 0).
+  // Authentication and ACL are callbacks like any other hook (priority 0). They set the
+  // verdict and return ok, so lower-priority callbacks (the audit log) still see it.
   e->hooks_->add(hooks::point::client_authenticate, "auth_chain", 0,
                  [self](const hooks::args& args, hooks::acc& acc) {
                    return self->run_chain(args, acc);
@@ -149,7 +150,6 @@ std::variant<std::shared_ptr<engine>, std::string> engine::create(
                          args.topic);
                      if (d) {
                        acc.v = to_verdict(*d);
-                       return hooks::result::stop;
                      }
                      return hooks::result::ok;
                    });
@@ -168,25 +168,30 @@ hooks::result engine::run_chain(const hooks::args& args, hooks::acc& acc) {
   if (args.has_password) {
     password = std::string(args.password);
   }
+  std::string passed;  // why providers passed on, for the log
   for (auto& p : chain_) {
     auto ans = p->authenticate(c, password);
     if (ans.d == decision::ignore) {
+      passed += std::string(passed.empty() ? "" : "; ") + p->name() + ": " + ans.why;
       continue;
     }
     acc.v = to_verdict(ans.d);
+    acc.detail = std::string(p->name()) + ": " + ans.why;
     acc.reason_code = ans.d == decision::deny
                           ? (ans.bad_credentials ? detail_bad_credentials : detail_not_authorized)
                           : 0;
-    return hooks::result::stop;
+    return hooks::result::ok;
   }
   if (allow_anonymous_) {
     acc.v = hooks::verdict::allow;
-    return hooks::result::stop;
+    return hooks::result::ok;
   }
   // Nobody vouched for the client: a given username is a bad login, none is unauthorized.
   acc.v = hooks::verdict::deny;
   acc.reason_code = c.username ? detail_bad_credentials : detail_not_authorized;
-  return hooks::result::stop;
+  acc.detail = "no provider accepted the client and anonymous access is off" +
+               (passed.empty() ? std::string() : " (" + passed + ")");
+  return hooks::result::ok;
 }
 
 auth_outcome engine::authenticate(const client_info& c, const std::optional<std::string>& password,
@@ -224,8 +229,9 @@ auth_outcome engine::authenticate(const client_info& c, const std::optional<std:
   out.status = acc.reason_code == detail_bad_credentials || (acc.reason_code == 0 && c.username)
                    ? auth_status::bad_credentials
                    : auth_status::not_authorized;
-  out.detail = out.status == auth_status::bad_credentials ? "bad username or password"
-                                                          : "not authorized";
+  out.detail = !acc.detail.empty() ? acc.detail
+               : out.status == auth_status::bad_credentials ? "bad username or password"
+                                                            : "not authorized";
   record_failure(c, now);
   return out;
 }

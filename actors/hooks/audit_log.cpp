@@ -50,7 +50,7 @@ void field(std::string& out, const char* key, std::string_view v) {
 
 }  // namespace
 
-std::string format_audit_line(point p, const args& a) {
+std::string format_audit_line(point p, const args& a, const acc* x) {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
@@ -79,6 +79,11 @@ std::string format_audit_line(point p, const args& a) {
     out += a.is_subscribe ? " access=subscribe" : " access=publish";
   }
   field(out, "reason", a.reason);
+  if (x && (p == point::client_authenticate || p == point::client_check_acl)) {
+    out += x->v == verdict::allow ? " verdict=allow"
+           : x->v == verdict::deny ? " verdict=deny"
+                                   : " verdict=ignore";
+  }
   return out;
 }
 
@@ -90,8 +95,8 @@ std::string install_audit_log(registry& r, const std::string& path,
   }
   auto log = std::make_shared<audit_log>(f);
   for (auto p : points) {
-    r.add(p, "audit_log", -1000, [log, p](const args& a, acc&) {
-      log->write(format_audit_line(p, a));
+    r.add(p, "audit_log", -1000, [log, p](const args& a, acc& x) {
+      log->write(format_audit_line(p, a, &x));
       return result::ok;
     });
   }

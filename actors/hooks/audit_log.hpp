@@ -21,6 +21,7 @@ std::string install_audit_log(registry& r, const std::string& path,
                               const std::vector<point>& points);
 
 /// Formats one audit line (without the newline); exposed for tests.
-std::string format_audit_line(point p, const args& a);
+/// `x`: the fold value, for client.authenticate / client.check_acl (its verdict is logged).
+std::string format_audit_line(point p, const args& a, const acc* x = nullptr);
 
 }  // namespace tern::actors::hooks

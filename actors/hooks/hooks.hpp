@@ -81,6 +81,7 @@ struct args {
 struct acc {
   verdict v = verdict::ignore;
   std::uint8_t reason_code = 0;  ///< optional detail set by the deciding callback
+  std::string detail;            ///< why, for the log (never a password)
 };
 
 using callback = std::function<result(const args&, acc&)>;
