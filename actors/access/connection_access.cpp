@@ -126,6 +126,23 @@ connect_step connection_access::on_auth(const mqtt::auth& a) {
   return step;
 }
 
+bool connection_access::is_needed_after_connect() const {
+  if (engine_.checks_acl()) {
+    return true;
+  }
+  if (!hooks_) {
+    return false;
+  }
+  for (auto p : {hooks::point::client_disconnected, hooks::point::client_subscribe,
+                 hooks::point::client_unsubscribe, hooks::point::message_publish,
+                 hooks::point::message_dropped, hooks::point::client_check_acl}) {
+    if (hooks_->has(p)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void connection_access::connected(std::uint8_t code) const {
   hooks::fire(hooks_, hooks::point::client_connected, [&](hooks::args& a) {
     a = base_args();

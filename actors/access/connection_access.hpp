@@ -60,6 +60,10 @@ class connection_access {
   std::vector<std::uint8_t> check_subscribe(const proto::mqtt::subscribe& s);
   void unsubscribing(const proto::mqtt::unsubscribe& u) const;
 
+  /// False when nothing after CONNECT needs this object (no ACL, no client or message hook
+  /// it would run): the connection may then drop it and save its memory.
+  bool is_needed_after_connect() const;
+
   const client_info& client() const { return info_; }
   void set_client_id(std::string id) { info_.client_id = std::move(id); }
 

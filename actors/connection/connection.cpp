@@ -211,6 +211,9 @@ void open_session(self_ptr self, mqtt::connect& c, mqtt::properties connack_prop
             st.ph = phase::connected;
             st.ctx->stats.connections.fetch_add(1, std::memory_order_relaxed);
             st.access->connected(0);
+            if (!st.access->is_needed_after_connect()) {
+              st.access.reset();  // no ACL, no hooks: keep idle clients small
+            }
             spdlog::debug("client {} connected from {} (v{}, session present {})", st.client_id,
                           st.io->peer(), static_cast<int>(st.version), r.session_present);
           },
@@ -231,11 +234,12 @@ void on_publish(self_ptr self, mqtt::publish& p) {
   // Clients may not publish into the broker's own $SYS tree.
   bool allowed = p.topic.compare(0, 5, "$SYS/") != 0 && p.topic != "$SYS";
   // ACL: a denied message is dropped (3.x: still acknowledged; 5.0: reason 0x87).
-  if (allowed && !st.access->allow_publish(p.topic, static_cast<std::uint8_t>(p.q))) {
+  if (allowed && st.access &&
+      !st.access->allow_publish(p.topic, static_cast<std::uint8_t>(p.q))) {
     allowed = false;
     st.ctx->stats.acl_denied.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("client {}: publish to {} denied by ACL", st.client_id, p.topic);
-  } else if (allowed) {
+  } else if (allowed && st.access) {
     st.access->published(p.topic, static_cast<std::uint8_t>(p.q));
   }
   auto id = p.packet_id;
@@ -323,7 +327,7 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
           write(self, comp);
         } else if constexpr (std::is_same_v<T, mqtt::subscribe>) {
           // ACL: denied filters get 0x80 (3.x) / 0x87 (5.0) in the SUBACK the session sends.
-          auto denied = st.access->check_subscribe(p);
+          auto denied = st.access ? st.access->check_subscribe(p) : std::vector<std::uint8_t>{};
           if (denied.empty()) {
             self->send(st.session, subscribe_atom::value, std::move(p));
           } else {
@@ -331,7 +335,9 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
             self->send(st.session, subscribe_atom::value, std::move(p), std::move(denied));
           }
         } else if constexpr (std::is_same_v<T, mqtt::unsubscribe>) {
-          st.access->unsubscribing(p);
+          if (st.access) {
+            st.access->unsubscribing(p);
+          }
           self->send(st.session, unsub_atom::value, std::move(p));
         } else if constexpr (std::is_same_v<T, mqtt::auth>) {
           on_auth(self, p);
@@ -361,7 +367,9 @@ void on_closed(self_ptr self, const std::string& reason) {
   }
   if (was_connected) {
     st.ctx->stats.connections.fetch_sub(1, std::memory_order_relaxed);
-    st.access->disconnected(reason);
+    if (st.access) {
+      st.access->disconnected(reason);
+    }
   }
   self->quit();
 }

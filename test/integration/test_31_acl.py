@@ -101,8 +101,10 @@ def test_placeholders_and_users(broker, tmp_path):
     bob = RawClient(b.port)
     bob.connect_ok(username="bob", password="b")
     assert bob.subscribe([("users/bob/#", 1)]).codes == [0x80]
-    alice.publish_acked("users/alice/x", b"mine", qos=1)
+    alice.publish("users/alice/x", b"mine", qos=0)
     assert alice.receive_publishes(1)[0].payload == b"mine"
+    bob.publish("users/alice/x", b"not bob's", qos=0)   # denied for bob
+    alice.expect_no_packet(0.3)
 
 
 def test_no_match_deny(broker, tmp_path):
@@ -157,7 +159,7 @@ pattern write devices/%c/out
     assert alice.subscribe([("alice/#", 1), ("public/#", 1)]).codes == [1, 0x80]
     anon.publish_acked("devices/dev1/out", b"reading", qos=1)
     anon.publish_acked("public/x", b"no", qos=1)  # read-only for anonymous
-    alice.publish_acked("alice/1", b"a1", qos=1)
+    alice.publish("alice/1", b"a1", qos=0)
     assert alice.receive_publishes(1)[0].payload == b"a1"
     alice.expect_no_packet(0.2)
     sub = RawClient(b.port)
