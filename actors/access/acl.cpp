@@ -63,7 +63,12 @@ class term_reader {
     }
   }
 
-  term value() {
+  term value(unsigned depth = 0) {
+    // Rules nest a few levels ('and'/'or' lists); a limit keeps a hostile file from
+    // exhausting the stack.
+    if (depth > 32) {
+      fail("terms nested too deeply");
+    }
     skip();
     if (pos_ >= s_.size()) {
       fail("unexpected end of file");
@@ -81,7 +86,7 @@ class term_reader {
         return t;
       }
       for (;;) {
-        t.items.push_back(value());
+        t.items.push_back(value(depth + 1));
         skip();
         if (pos_ >= s_.size()) {
           fail(std::string("missing '") + close + "'");

@@ -213,6 +213,9 @@ TEST_CASE("acl: parse errors name the line", "[acl]") {
              StartsWith("acl.conf:4:"));
   CHECK_THAT(parse_err("{allow, {'and', []}, publish, [\"t\"]}.\n"), Contains("non-empty"));
   CHECK_THAT(parse_err("{allow, all, publish, [{eq, 1}]}.\n"), Contains("unexpected character"));
+  CHECK_THAT(parse_err(std::string(100000, '[')), Contains("nested too deeply"));
+  CHECK_THAT(parse_err("{allow, all}.\n{allow"), StartsWith("acl.conf:2:"));
+  CHECK_THAT(parse_err("\"unterminated"), Contains("unterminated"));
 }
 
 TEST_CASE("acl: Mosquitto acl_file", "[acl][mosquitto]") {
@@ -264,4 +267,30 @@ TEST_CASE("acl: Mosquitto deny entries deny before a later allow", "[acl][mosqui
   CHECK(pub(a, client("c", "u"), "a/secret") == decision::deny);
   CHECK(sub(a, client("c", "u"), "a/secret") == decision::deny);
   CHECK(pub(a, client("c", "u"), "a/open") == decision::allow);
+}
+
+TEST_CASE("acl: arbitrary input never crashes the parsers", "[acl]") {
+  // Deterministic pseudo-random texts over the grammar's characters.
+  const std::string alphabet = "{}[],.'\"%<>/+#$ \n\tabcdeqluiprsnotwy0123456789";
+  std::uint32_t seed = 12345;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return seed >> 8;
+  };
+  for (int i = 0; i < 3000; ++i) {
+    std::string text;
+    auto len = next() % 80;
+    for (std::uint32_t j = 0; j < len; ++j) {
+      text += alphabet[next() % alphabet.size()];
+    }
+    auto r1 = acl::parse_emqttd(text, "f");
+    auto r2 = acl::parse_mosquitto(text, "f");
+    if (auto* a = std::get_if<acl>(&r1)) {
+      a->check(client("c", "u"), access_kind::publish, "a/b");
+    }
+    if (auto* a = std::get_if<acl>(&r2)) {
+      a->check(client("c"), access_kind::subscribe, "#");
+    }
+  }
+  SUCCEED();
 }
