@@ -404,7 +404,8 @@ std::optional<std::string> expand_placeholders(std::string_view pattern, const c
       out += c.client_id;
     } else {
       for (std::size_t i = 0; i < level.size(); ++i) {
-        if (level[i] == '%' && i + 1 < level.size() && (level[i + 1] == 'u' || level[i + 1] == 'c')) {
+        if (level[i] == '%' && i + 1 < level.size() &&
+            (level[i + 1] == 'u' || level[i + 1] == 'c')) {
           if (level[i + 1] == 'u') {
             if (!c.username) {
               return std::nullopt;
@@ -479,7 +480,8 @@ std::variant<acl, acl_error> acl::parse_mosquitto(std::string_view text,
       continue;
     }
     if (words[0] != "topic" && words[0] != "pattern") {
-      return err("unknown directive '" + std::string(words[0]) + "' (expected topic, pattern or user)");
+      return err("unknown directive '" + std::string(words[0]) +
+                 "' (expected topic, pattern or user)");
     }
     acl_rule r;
     r.line = lineno;
@@ -489,8 +491,8 @@ std::variant<acl, acl_error> acl::parse_mosquitto(std::string_view text,
     }
     std::size_t topic_word = 1;
     auto access = words[1];
-    bool is_access = access == "read" || access == "write" || access == "readwrite" ||
-                     access == "deny";
+    bool is_access =
+        access == "read" || access == "write" || access == "readwrite" || access == "deny";
     if (is_access && words.size() < 3) {
       return err(std::string(words[0]) + ": missing topic after '" + std::string(access) + "'");
     }

@@ -55,7 +55,8 @@ class acl {
 
   /// emqttd grammar: `{allow|deny, Who, publish|subscribe|pubsub, [Topics]}.` and
   /// `{allow|deny, all}.`, `%` comments.
-  static std::variant<acl, acl_error> parse_emqttd(std::string_view text, const std::string& origin);
+  static std::variant<acl, acl_error> parse_emqttd(std::string_view text,
+                                                   const std::string& origin);
   /// Mosquitto acl_file: `topic [read|write|readwrite|deny] t`, `user u`, `pattern ...`.
   static std::variant<acl, acl_error> parse_mosquitto(std::string_view text,
                                                       const std::string& origin);

@@ -73,7 +73,8 @@ connect_step connection_access::on_connect(mqtt::connect& c) {
     auto first = scram_->client_first(c.props.authentication_data.value_or(""));
     if (!first) {
       engine_.record_failure(info_);
-      return refuse(auth_status::not_authorized, "SCRAM client-first refused (unknown user or malformed)");
+      return refuse(auth_status::not_authorized,
+                    "SCRAM client-first refused (unknown user or malformed)");
     }
     if (!info_.username) {
       info_.username = scram_->username();  // for logs; authenticated only after the proof

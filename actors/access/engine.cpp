@@ -55,8 +55,7 @@ std::optional<bool> acl_cache::get(std::uint64_t generation, access_kind k,
   return std::nullopt;
 }
 
-void acl_cache::put(std::uint64_t generation, access_kind k, std::string_view topic,
-                    bool allowed) {
+void acl_cache::put(std::uint64_t generation, access_kind k, std::string_view topic, bool allowed) {
   if (capacity_ == 0) {
     return;
   }
@@ -133,10 +132,9 @@ std::variant<std::shared_ptr<engine>, std::string> engine::create(
   auto* self = e.get();
   // Authentication and ACL are callbacks like any other hook (priority 0). They set the
   // verdict and return ok, so lower-priority callbacks (the audit log) still see it.
-  e->hooks_->add(hooks::point::client_authenticate, "auth_chain", 0,
-                 [self](const hooks::args& args, hooks::acc& acc) {
-                   return self->run_chain(args, acc);
-                 });
+  e->hooks_->add(
+      hooks::point::client_authenticate, "auth_chain", 0,
+      [self](const hooks::args& args, hooks::acc& acc) { return self->run_chain(args, acc); });
   if (e->acl_) {
     e->hooks_->add(hooks::point::client_check_acl, "acl_file", 0,
                    [self](const hooks::args& args, hooks::acc& acc) {
@@ -216,8 +214,7 @@ auth_outcome engine::authenticate(const client_info& c, const std::optional<std:
   a.peer = c.peer;
   auto acc = hooks_->run_fold(hooks::point::client_authenticate, a);
   auth_outcome out;
-  if (acc.v == hooks::verdict::allow ||
-      (acc.v == hooks::verdict::ignore && allow_anonymous_)) {
+  if (acc.v == hooks::verdict::allow || (acc.v == hooks::verdict::ignore && allow_anonymous_)) {
     if (bans_) {
       bans_->record_success("c:" + c.client_id, now);
       if (!addr_key.empty()) {
@@ -229,7 +226,7 @@ auth_outcome engine::authenticate(const client_info& c, const std::optional<std:
   out.status = acc.reason_code == detail_bad_credentials || (acc.reason_code == 0 && c.username)
                    ? auth_status::bad_credentials
                    : auth_status::not_authorized;
-  out.detail = !acc.detail.empty() ? acc.detail
+  out.detail = !acc.detail.empty()                          ? acc.detail
                : out.status == auth_status::bad_credentials ? "bad username or password"
                                                             : "not authorized";
   record_failure(c, now);
@@ -251,8 +248,7 @@ std::shared_ptr<const acl> engine::current_acl() const {
   return acl_;
 }
 
-bool engine::check(const client_info& c, access_kind k, std::string_view topic,
-                   acl_cache* cache) {
+bool engine::check(const client_info& c, access_kind k, std::string_view topic, acl_cache* cache) {
   if (!hooks_->has(hooks::point::client_check_acl)) {
     return true;
   }
@@ -272,8 +268,8 @@ bool engine::check(const client_info& c, access_kind k, std::string_view topic,
   a.topic = topic;
   a.is_subscribe = k == access_kind::subscribe;
   auto acc = hooks_->run_fold(hooks::point::client_check_acl, a);
-  bool allowed = acc.v == hooks::verdict::allow ||
-                 (acc.v == hooks::verdict::ignore && no_match_allow_);
+  bool allowed =
+      acc.v == hooks::verdict::allow || (acc.v == hooks::verdict::ignore && no_match_allow_);
   if (cache) {
     cache->put(gen, k, topic, allowed);
   }

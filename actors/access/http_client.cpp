@@ -106,8 +106,8 @@ std::variant<http_response, std::string> http_post(const std::string& url,
   fd_guard sock;
   std::string last_error = "no address";
   for (auto* ai = res; ai; ai = ai->ai_next) {
-    fd_guard s{::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol)};
+    fd_guard s{
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol)};
     if (s.fd < 0) {
       continue;
     }

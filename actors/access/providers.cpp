@@ -190,9 +190,9 @@ std::string http_provider::body(const client_info& c,
     // Binary passwords that are not UTF-8 are replaced, not rejected.
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
-  return "clientid=" + url_encode(c.client_id) + "&username=" +
-         url_encode(c.username.value_or("")) + "&password=" + url_encode(password.value_or("")) +
-         "&ipaddress=" + url_encode(addr);
+  return "clientid=" + url_encode(c.client_id) +
+         "&username=" + url_encode(c.username.value_or("")) +
+         "&password=" + url_encode(password.value_or("")) + "&ipaddress=" + url_encode(addr);
 }
 
 auth_answer http_provider::interpret(int status, std::string_view body) {

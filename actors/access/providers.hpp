@@ -66,7 +66,8 @@ class clientid_provider : public auth_provider {
   };
   static std::variant<std::vector<entry>, std::string> parse(std::string_view text,
                                                              const std::string& origin);
-  static std::variant<std::unique_ptr<clientid_provider>, std::string> open(const std::string& path);
+  static std::variant<std::unique_ptr<clientid_provider>, std::string> open(
+      const std::string& path);
   const char* name() const override { return "clientid"; }
   auth_answer authenticate(const client_info& c,
                            const std::optional<std::string>& password) override;

@@ -118,8 +118,6 @@ const char* to_string(decision d) {
   return "?";
 }
 
-const char* to_string(access_kind k) {
-  return k == access_kind::publish ? "publish" : "subscribe";
-}
+const char* to_string(access_kind k) { return k == access_kind::publish ? "publish" : "subscribe"; }
 
 }  // namespace tern::actors::access

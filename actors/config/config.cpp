@@ -291,7 +291,8 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
     if (!t) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
-    static const char* sections[] = {"node", "log", "mqtt", "session", "auth", "acl", "ban", "hooks"};
+    static const char* sections[] = {"node", "log", "mqtt", "session",
+                                     "auth", "acl", "ban",  "hooks"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {

@@ -112,9 +112,9 @@ bool apply_auth_step(self_ptr self, access::connect_step& step) {
   st.access->connected(step.code);
   const auto& who = st.access->client();
   // The password is never logged.
-  spdlog::warn("conn {} ({}): authentication failed for client \"{}\" user \"{}\": {} (code 0x{:02x})",
-               st.io->id(), st.io->peer(), who.client_id, who.username.value_or(""), step.why,
-               step.code);
+  spdlog::warn(
+      "conn {} ({}): authentication failed for client \"{}\" user \"{}\": {} (code 0x{:02x})",
+      st.io->id(), st.io->peer(), who.client_id, who.username.value_or(""), step.why, step.code);
   mqtt::connack ack;
   ack.reason = step.code;
   write(self, ack);
@@ -327,7 +327,8 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
           write(self, comp);
         } else if constexpr (std::is_same_v<T, mqtt::subscribe>) {
           // ACL: denied filters get 0x80 (3.x) / 0x87 (5.0) in the SUBACK the session sends.
-          auto denied = st.access ? st.access->check_subscribe(p) : std::vector<std::uint8_t>{};
+          auto denied =
+              st.access ? st.access->check_subscribe(p) : std::vector<std::uint8_t>{};
           if (denied.empty()) {
             self->send(st.session, subscribe_atom::value, std::move(p));
           } else {

@@ -53,8 +53,8 @@ void field(std::string& out, const char* key, std::string_view v) {
 std::string format_audit_line(point p, const args& a, const acc* x) {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-            1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char ts[96];
@@ -68,8 +68,8 @@ std::string format_audit_line(point p, const args& a, const acc* x) {
   field(out, "peer", a.peer);
   field(out, "topic", a.topic);
   if (p == point::client_subscribe || p == point::session_subscribed ||
-      p == point::message_publish || p == point::message_delivered ||
-      p == point::message_acked || p == point::message_dropped) {
+      p == point::message_publish || p == point::message_delivered || p == point::message_acked ||
+      p == point::message_dropped) {
     out += " qos=" + std::to_string(a.qos);
   }
   if (p == point::client_connected) {
@@ -80,7 +80,7 @@ std::string format_audit_line(point p, const args& a, const acc* x) {
   }
   field(out, "reason", a.reason);
   if (x && (p == point::client_authenticate || p == point::client_check_acl)) {
-    out += x->v == verdict::allow ? " verdict=allow"
+    out += x->v == verdict::allow  ? " verdict=allow"
            : x->v == verdict::deny ? " verdict=deny"
                                    : " verdict=ignore";
   }

@@ -15,9 +15,7 @@ constexpr const char* names_[point_count] = {
 
 }  // namespace
 
-const char* name(point p) {
-  return names_[static_cast<std::size_t>(p)];
-}
+const char* name(point p) { return names_[static_cast<std::size_t>(p)]; }
 
 std::optional<point> point_from_name(std::string_view n) {
   for (std::size_t i = 0; i < point_count; ++i) {
@@ -53,7 +51,8 @@ bool registry::remove(point p, const std::string& name) {
     return false;
   }
   auto next = std::make_shared<list>(*lists_[idx]);
-  auto it = std::find_if(next->begin(), next->end(), [&](const entry& e) { return e.name == name; });
+  auto it =
+      std::find_if(next->begin(), next->end(), [&](const entry& e) { return e.name == name; });
   if (it == next->end()) {
     return false;
   }

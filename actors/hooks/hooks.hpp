@@ -70,10 +70,10 @@ struct args {
   std::string_view topic;   ///< publish topic or subscription filter
   std::string_view reason;  ///< disconnect / termination / drop reason
   std::uint8_t qos = 0;
-  std::uint8_t code = 0;        ///< CONNACK code (client.connected)
-  bool is_subscribe = false;    ///< client.check_acl: subscribe (true) or publish
-  std::string_view password;    ///< client.authenticate only; never log it
-  bool has_username = false;    ///< distinguishes "no username" from an empty one
+  std::uint8_t code = 0;      ///< CONNACK code (client.connected)
+  bool is_subscribe = false;  ///< client.check_acl: subscribe (true) or publish
+  std::string_view password;  ///< client.authenticate only; never log it
+  bool has_username = false;  ///< distinguishes "no username" from an empty one
   bool has_password = false;
 };
 

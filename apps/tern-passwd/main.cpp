@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   access::password_file f;
-  struct stat sb{};
+  struct stat sb {};
   bool exists = ::stat(file.c_str(), &sb) == 0;
   if (exists) {
     auto r = access::password_file::load(file);

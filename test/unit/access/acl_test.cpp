@@ -52,7 +52,7 @@ TEST_CASE("acl: topic matching follows MQTT rules, $ topics need an explicit fil
   CHECK_FALSE(acl_topic_matches("#", "$SYS/x"));
   CHECK_FALSE(acl_topic_matches("+/x", "$SYS/x"));
   CHECK(acl_topic_matches("$SYS/#", "$SYS/brokers"));
-  CHECK(acl_topic_matches("#", "#"));          // a subscribe request for "#"
+  CHECK(acl_topic_matches("#", "#"));  // a subscribe request for "#"
   CHECK(acl_topic_matches("a/+", "a/+"));
   CHECK_FALSE(acl_topic_matches("a/b", "a/+"));  // a literal rule does not cover a wildcard
   CHECK_FALSE(acl_topic_matches("a/b", "a/b/c"));
@@ -199,8 +199,10 @@ TEST_CASE("acl: comments, binaries, single topic, quoted atoms", "[acl]") {
 }
 
 TEST_CASE("acl: parse errors name the line", "[acl]") {
-  CHECK_THAT(parse_err("{allow, all}.\n\n{allow, all}"), StartsWith("acl.conf:3:") && Contains("'.'"));
-  CHECK_THAT(parse_err("{allow, all}.\n{permit, all}.\n"), StartsWith("acl.conf:2:") && Contains("allow or deny"));
+  CHECK_THAT(parse_err("{allow, all}.\n\n{allow, all}"),
+             StartsWith("acl.conf:3:") && Contains("'.'"));
+  CHECK_THAT(parse_err("{allow, all}.\n{permit, all}.\n"),
+             StartsWith("acl.conf:2:") && Contains("allow or deny"));
   CHECK_THAT(parse_err("{allow, {user, \"a\"}, publish}.\n"), StartsWith("acl.conf:1:"));
   CHECK_THAT(parse_err("\n{allow, {ipaddr, \"300.1.1.1\"}, publish, [\"t\"]}.\n"),
              StartsWith("acl.conf:2:") && Contains("ipaddr"));
@@ -240,7 +242,7 @@ pattern read users/%u/inbox
   auto alice = client("dev2", "alice");
   auto bob = client("dev3", "bob smith");
   CHECK(sub(a, anon, "public/x") == decision::allow);
-  CHECK(pub(a, anon, "public/x") == std::nullopt);  // read only
+  CHECK(pub(a, anon, "public/x") == std::nullopt);   // read only
   CHECK(sub(a, alice, "public/x") == std::nullopt);  // anonymous block is not alice's
   CHECK(pub(a, alice, "alice/x") == decision::allow);
   CHECK(pub(a, alice, "alice/secret") == decision::allow);  // first match: alice/# before deny

@@ -4,9 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <cstdio>
 #include <fstream>
-#include <unistd.h>
 
 #include "actors/access/crypto.hpp"
 
@@ -112,11 +112,12 @@ TEST_CASE("connection access: SCRAM-SHA-256 through CONNECT and AUTH", "[connect
   auto attr = [&](char k) {
     auto pos = server_first.find(std::string(1, k) + "=");
     auto end = server_first.find(',', pos);
-    return server_first.substr(pos + 2, end == std::string::npos ? std::string::npos : end - pos - 2);
+    return server_first.substr(pos + 2,
+                               end == std::string::npos ? std::string::npos : end - pos - 2);
   };
   auto salt = *crypto::base64_decode(attr('s'));
-  auto salted = crypto::pbkdf2("wonder", salt, static_cast<std::uint32_t>(std::stoul(attr('i'))),
-                               false, 32);
+  auto salted =
+      crypto::pbkdf2("wonder", salt, static_cast<std::uint32_t>(std::stoul(attr('i'))), false, 32);
   auto client_key = crypto::hmac_sha256(salted, "Client Key");
   std::string without_proof = "c=biws,r=" + attr('r');
   auto auth_msg = first_bare + "," + server_first + "," + without_proof;

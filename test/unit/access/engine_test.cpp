@@ -4,9 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <cstdio>
 #include <fstream>
-#include <unistd.h>
 
 using namespace tern::actors;
 using namespace tern::actors::access;
@@ -88,8 +88,7 @@ TEST_CASE("engine: password file chain, anonymous off", "[engine]") {
   CHECK(e->authenticate(client("c", "alice"), std::string("wonder")).is_ok());
   CHECK(e->authenticate(client("c", "alice"), std::string("wrong")).status ==
         auth_status::bad_credentials);
-  CHECK(e->authenticate(client("c", "alice"), std::nullopt).status ==
-        auth_status::bad_credentials);
+  CHECK(e->authenticate(client("c", "alice"), std::nullopt).status == auth_status::bad_credentials);
   CHECK(e->authenticate(client("c", "mallory"), std::string("x")).status ==
         auth_status::bad_credentials);
   CHECK(e->authenticate(client("c"), std::nullopt).status == auth_status::not_authorized);
@@ -148,8 +147,7 @@ TEST_CASE("engine: repeated failures ban the client id and the address", "[engin
   CHECK(e->authenticate(client("c2", "alice", "10.0.0.1"), std::string("wonder"), t).status ==
         auth_status::banned);
   CHECK(e->authenticate(client("c2", "alice", "10.0.0.2"), std::string("wonder"), t).is_ok());
-  CHECK(e->authenticate(client("c1", "alice", "10.0.0.1"), std::string("wonder"), t + 31s)
-            .is_ok());
+  CHECK(e->authenticate(client("c1", "alice", "10.0.0.1"), std::string("wonder"), t + 31s).is_ok());
 }
 
 TEST_CASE("engine: ACL default, cache, reload flushes the cache", "[engine]") {
@@ -209,14 +207,15 @@ TEST_CASE("engine: a higher-priority hook decides before the ACL", "[engine]") {
   CHECK_FALSE(e->check_subscribe(client("c"), "x", nullptr));
   CHECK(e->check_publish(client("c"), "x", nullptr));
   // Authentication also goes through its hook point.
-  h->add(hooks::point::client_authenticate, "no-root", 100, [](const hooks::args& a, hooks::acc& x) {
-    if (a.has_username && a.username == "root") {
-      x.v = hooks::verdict::deny;
-      x.reason_code = 2;
-      return hooks::result::stop;
-    }
-    return hooks::result::ok;
-  });
+  h->add(hooks::point::client_authenticate, "no-root", 100,
+         [](const hooks::args& a, hooks::acc& x) {
+           if (a.has_username && a.username == "root") {
+             x.v = hooks::verdict::deny;
+             x.reason_code = 2;
+             return hooks::result::stop;
+           }
+           return hooks::result::ok;
+         });
   CHECK(e->authenticate(client("c", "root"), std::string("x")).status ==
         auth_status::not_authorized);
   CHECK(e->authenticate(client("c", "user"), std::string("x")).is_ok());
@@ -228,7 +227,7 @@ TEST_CASE("engine: configuration errors name the file and line", "[engine]") {
   cfg.acl.file = rules.path;
   auto r = engine::create(cfg, std::make_shared<hooks::registry>());
   REQUIRE(std::holds_alternative<std::string>(r));
-  CHECK(std::get<std::string>(r) .find(rules.path + ":2:") == 0);
+  CHECK(std::get<std::string>(r).find(rules.path + ":2:") == 0);
   config::config cfg2;
   cfg2.auth.chain = {"password_file"};
   auto r2 = engine::create(cfg2, std::make_shared<hooks::registry>());

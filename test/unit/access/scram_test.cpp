@@ -33,8 +33,9 @@ TEST_CASE("scram: RFC 7677 example exchange", "[scram]") {
   auto s = make_server();
   auto first = s.client_first("n,,n=user,r=" + client_nonce);
   REQUIRE(first);
-  CHECK(*first == "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                  "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+  CHECK(*first ==
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+        "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
   CHECK(s.username() == "user");
   auto final_msg = s.client_final(
       "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
@@ -49,9 +50,9 @@ TEST_CASE("scram: a wrong proof, nonce or user is refused", "[scram]") {
     auto s = make_server();
     REQUIRE(s.client_first("n,,n=user,r=" + client_nonce));
     // Proof of the password "pencil2" would differ; flip one character of the right one.
-    CHECK_FALSE(s.client_final(
-        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        "p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+    CHECK_FALSE(
+        s.client_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                       "p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
     CHECK_FALSE(s.is_done());
   }
   {
