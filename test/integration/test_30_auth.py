@@ -1,11 +1,14 @@
 # Authentication: anonymous off, the password file (tern-passwd), the client id allow-list,
 # CONNACK codes for MQTT 3.1.1 and 5.0, log lines without passwords, the failure counter.
 
-import helpers
-from access_util import (make_passwd, mosq, raw_v5, skip_unless_tern, tern_passwd_bin)
-from helpers import RawClient, unique
-
+import os
+import signal
 import subprocess
+import time
+
+import helpers
+from access_util import make_passwd, mosq, raw_v5, skip_unless_tern, tern_passwd_bin
+from helpers import RawClient, unique
 
 pytestmark = skip_unless_tern
 
@@ -75,8 +78,6 @@ def test_anonymous_on_still_checks_given_passwords(broker, tmp_path):
 
 
 def test_password_change_takes_effect_on_sighup(broker, tmp_path):
-    import os
-    import signal
     b = password_broker(broker, tmp_path)
     pw = str(tmp_path / "passwd")
     r = subprocess.run([tern_passwd_bin(), "-I", "1000", "passwd", pw, "alice", "looking-glass"],
@@ -86,15 +87,14 @@ def test_password_change_takes_effect_on_sighup(broker, tmp_path):
     assert RawClient(b.port).connect(unique("a"), username="alice",
                                      password="wonderland").rc == 0
     os.kill(b.pid, signal.SIGHUP)
-    helpers_wait_log(b, "SIGHUP: access files reloaded")
+    wait_log(b, "SIGHUP: access files reloaded")
     assert RawClient(b.port).connect(unique("a"), username="alice",
                                      password="wonderland").rc == BAD_CREDENTIALS_V3
     assert RawClient(b.port).connect(unique("a"), username="alice",
                                      password="looking-glass").rc == 0
 
 
-def helpers_wait_log(b, text, timeout=5.0):
-    import time
+def wait_log(b, text, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if text in b.log_text():
@@ -138,19 +138,16 @@ def test_clientid_allow_list(broker, tmp_path):
     assert rc == NOT_AUTHORIZED_V5
 
 
-def test_bad_access_config_names_the_file_line(broker, tmp_path):
-    import pytest
+def test_bad_access_config_names_the_file_line(tmp_path):
     acl = tmp_path / "acl.conf"
     acl.write_text("{allow, all}.\n{allow, {user, \"x\"}, publish}.\n")
     conf = tmp_path / "bad.toml"
     conf.write_text(f'[acl]\nfile = "{acl}"\n')
-    import os
     r = subprocess.run([os.environ["TERN_BROKER_NODE"], "--config", str(conf),
                         "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert f"{acl}:2:" in r.stderr + r.stdout
-    del pytest
 
 
 def test_auth_failure_closes_only_that_connection(broker, tmp_path):
