@@ -9,6 +9,8 @@ packages=(
   libcaf-dev libboost1.74-dev libprotobuf-dev protobuf-compiler libssl-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev librocksdb-dev
   catch2
+  # access control: PostgreSQL client library (auth provider) and server (its tests)
+  libpq-dev postgresql
   # third-party MQTT clients and broker used by the integration tests and the benchmark
   mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
   # tools the tests use

@@ -18,6 +18,13 @@
 #include "actors/router/route_table.hpp"
 #include "actors/store/store.hpp"
 
+namespace tern::actors::access {
+class engine;
+}
+namespace tern::actors::hooks {
+class registry;
+}
+
 namespace tern::actors::broker {
 
 /// Node-wide counters (read by $SYS, metrics and the HTTP API).
@@ -29,6 +36,8 @@ struct counters {
   std::atomic<std::uint64_t> messages_sent{0};      ///< PUBLISH to clients
   std::atomic<std::uint64_t> messages_dropped{0};   ///< queue overflow, no subscriber is not a drop
   std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> auth_failures{0};  ///< refused CONNECTs (credentials, bans)
+  std::atomic<std::uint64_t> acl_denied{0};     ///< publishes and subscriptions denied by ACL
 };
 
 struct context {
@@ -41,6 +50,9 @@ struct context {
   /// Disk store; set before any actor starts, null only in tests without persistence.
   std::unique_ptr<store::store> db;
   std::atomic<std::uint64_t> next_conn_id{1};
+  /// Hook registry and access engine (authentication, ACL); set before any actor starts.
+  std::shared_ptr<hooks::registry> hooks;
+  std::shared_ptr<access::engine> access;
 
   /// Cluster hooks, set before any actor starts when clustering is on (empty otherwise).
   /// forward_remote: a message published on this node, after local delivery.

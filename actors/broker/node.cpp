@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/access/engine.hpp"
 #include "actors/broker/context.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
@@ -188,6 +189,12 @@ node::~node() {
 std::optional<std::string> node::start() {
   auto& m = *impl_;
   const auto& cfg = m.ctx->cfg;
+  auto node_access = access::setup(cfg);  // authentication, ACL, hooks
+  if (auto* err = std::get_if<std::string>(&node_access)) {
+    return *err;
+  }
+  m.ctx->hooks = std::get<0>(node_access).hooks;
+  m.ctx->access = std::get<0>(node_access).engine;
   auto opened = store::store::open(cfg.data_dir);
   if (auto* err = std::get_if<std::string>(&opened)) {
     return *err;
@@ -255,6 +262,11 @@ std::optional<std::string> node::start() {
                cfg.node_name, m.sys->scheduler().num_workers(), cfg.io_threads,
                m.ctx->retained.size(), cfg.data_dir);
   return std::nullopt;
+}
+
+std::string node::reload_access() {
+  auto& e = impl_->ctx->access;
+  return e ? e->reload() : std::string();
 }
 
 void node::stop() {

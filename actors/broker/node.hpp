@@ -21,6 +21,10 @@ class node {
   /// cannot be bound) and leaves nothing running when it fails.
   std::optional<std::string> start();
 
+  /// Re-reads the ACL, password and client id files (SIGHUP, management API). Returns ""
+  /// or the errors; on error the previous rules stay in force.
+  std::string reload_access();
+
   /// Graceful stop: listeners stop accepting, connections close, actors exit. Idempotent.
   void stop();
 

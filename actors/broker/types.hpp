@@ -59,6 +59,7 @@ struct open_request {
   proto::mqtt::protocol_version version = proto::mqtt::protocol_version::v3_1_1;
   caf::actor conn;
   conn_io_ptr io;
+  proto::mqtt::properties connack_props;  ///< e.g. enhanced authentication's final data
 };
 
 /// The session's answer to a connection that attached.

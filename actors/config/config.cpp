@@ -81,6 +81,30 @@ std::string as_address(const toml::node& n, bool allow_empty) {
   throw bad_value{"expected \"host:port\" or \"[ipv6]:port\""};
 }
 
+std::vector<std::string> as_strings(const toml::node& n) {
+  auto* arr = n.as_array();
+  if (!arr) {
+    throw bad_value{"expected an array of strings"};
+  }
+  std::vector<std::string> out;
+  for (const auto& e : *arr) {
+    out.push_back(as_string(e));
+  }
+  return out;
+}
+
+std::string one_of(const toml::node& n, std::initializer_list<const char*> allowed) {
+  auto v = as_string(n);
+  std::string list;
+  for (const auto* a : allowed) {
+    if (v == a) {
+      return v;
+    }
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  throw bad_value{"expected one of " + list};
+}
+
 using setter = std::function<void(config&, const toml::node&)>;
 
 const std::map<std::string, setter>& schema() {
@@ -174,6 +198,73 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) { c.cluster.max_forward_queue = as_u32(n, 1); }},
       {"session.max_send_buffer",
        [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
+      // [auth] [acl] [ban] [hooks]: access control and hooks.
+      {"auth.allow_anonymous",
+       [](config& c, const toml::node& n) { c.auth.allow_anonymous = as_bool(n); }},
+      {"auth.chain",
+       [](config& c, const toml::node& n) {
+         auto v = as_strings(n);
+         for (const auto& p : v) {
+           if (p != "password_file" && p != "clientid" && p != "http" && p != "pgsql") {
+             throw bad_value{"unknown provider \"" + p +
+                             "\" (expected password_file, clientid, http, pgsql)"};
+           }
+         }
+         c.auth.chain = std::move(v);
+       }},
+      {"auth.password_file",
+       [](config& c, const toml::node& n) { c.auth.password_file = as_string(n); }},
+      {"auth.clientid_file",
+       [](config& c, const toml::node& n) { c.auth.clientid_file = as_string(n); }},
+      {"auth.http_url",
+       [](config& c, const toml::node& n) {
+         auto v = as_string(n);
+         if (!v.empty() && v.rfind("http://", 0) != 0) {
+           throw bad_value{"expected an http:// URL"};
+         }
+         c.auth.http_url = v;
+       }},
+      {"auth.http_body",
+       [](config& c, const toml::node& n) { c.auth.http_body = one_of(n, {"json", "form"}); }},
+      {"auth.http_timeout",
+       [](config& c, const toml::node& n) { c.auth.http_timeout = as_duration(n); }},
+      {"auth.pgsql_conninfo",
+       [](config& c, const toml::node& n) { c.auth.pgsql_conninfo = as_string(n); }},
+      {"auth.pgsql_query",
+       [](config& c, const toml::node& n) { c.auth.pgsql_query = as_string(n); }},
+      {"auth.pgsql_timeout",
+       [](config& c, const toml::node& n) { c.auth.pgsql_timeout = as_duration(n); }},
+      {"acl.file", [](config& c, const toml::node& n) { c.acl.file = as_string(n); }},
+      {"acl.format",
+       [](config& c, const toml::node& n) { c.acl.format = one_of(n, {"emqttd", "mosquitto"}); }},
+      {"acl.no_match",
+       [](config& c, const toml::node& n) {
+         c.acl.no_match_allow = one_of(n, {"allow", "deny"}) == "allow";
+       }},
+      {"acl.cache_size",
+       [](config& c, const toml::node& n) { c.acl.cache_size = as_u32(n, 0, 65535); }},
+      {"ban.enabled", [](config& c, const toml::node& n) { c.ban.enabled = as_bool(n); }},
+      {"ban.max_failures",
+       [](config& c, const toml::node& n) { c.ban.max_failures = as_u32(n, 1, 1000000); }},
+      {"ban.window", [](config& c, const toml::node& n) { c.ban.window = as_duration(n); }},
+      {"ban.duration", [](config& c, const toml::node& n) { c.ban.duration = as_duration(n); }},
+      {"hooks.audit_log", [](config& c, const toml::node& n) { c.hooks.audit_log = as_string(n); }},
+      {"hooks.audit_events",
+       [](config& c, const toml::node& n) {
+         static const char* points[] = {
+             "client.connect",    "client.connected",   "client.disconnected",
+             "client.authenticate", "client.check_acl", "client.subscribe",
+             "client.unsubscribe", "session.created",   "session.subscribed",
+             "session.terminated", "message.publish",   "message.delivered",
+             "message.acked",     "message.dropped"};
+         auto v = as_strings(n);
+         for (const auto& e : v) {
+           if (std::find(std::begin(points), std::end(points), e) == std::end(points)) {
+             throw bad_value{"unknown hook point \"" + e + "\""};
+           }
+         }
+         c.hooks.audit_events = std::move(v);
+       }},
   };
   return s;
 }
@@ -245,7 +336,8 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
     if (!t) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
-    static const char* sections[] = {"node", "log", "mqtt", "session", "cluster"};
+    static const char* sections[] = {"node", "log", "mqtt", "session", "cluster",
+                                     "auth", "acl",  "ban",  "hooks"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {

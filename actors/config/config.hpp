@@ -67,6 +67,47 @@ struct cluster_config {
   bool enabled() const { return !listen.empty(); }
 };
 
+/// [auth]: the authentication chain (see docs/access.md).
+struct auth_config {
+  /// Let in clients that no provider allowed or denied (emqttd's "anonymous" module).
+  bool allow_anonymous = true;
+  /// Providers tried in order before the anonymous rule: "password_file", "clientid",
+  /// "http", "pgsql". Each answers allow, deny or ignore (pass on).
+  std::vector<std::string> chain;
+  std::string password_file;  ///< user:$7$... lines, managed with tern-passwd
+  std::string clientid_file;  ///< "client-id [address or CIDR]" lines
+  std::string http_url;       ///< http://host:port/path
+  std::string http_body = "json";  ///< "json" or "form"
+  std::chrono::milliseconds http_timeout{5000};
+  std::string pgsql_conninfo;  ///< libpq connection string
+  std::string pgsql_query = "SELECT password_hash FROM mqtt_user WHERE username = $1 LIMIT 1";
+  std::chrono::milliseconds pgsql_timeout{5000};
+};
+
+/// [acl]: topic access rules.
+struct acl_config {
+  std::string file;               ///< empty: no ACL (everything allowed)
+  std::string format = "emqttd";  ///< "emqttd" (acl.conf) or "mosquitto" (acl_file)
+  bool no_match_allow = true;     ///< decision when no rule matches ("allow" / "deny")
+  std::uint32_t cache_size = 32;  ///< decisions cached per client; 0 disables the cache
+};
+
+/// [ban]: temporary bans after repeated authentication failures.
+struct ban_config {
+  bool enabled = false;
+  std::uint32_t max_failures = 5;  ///< failures within `window` that trigger a ban
+  std::chrono::milliseconds window{60000};
+  std::chrono::milliseconds duration{300000};
+};
+
+/// [hooks]: built-in hook callbacks.
+struct hooks_config {
+  std::string audit_log;  ///< file the audit hook appends to; empty: off
+  /// Hook points the audit log records.
+  std::vector<std::string> audit_events = {"client.connected", "client.disconnected",
+                                           "client.subscribe", "client.unsubscribe"};
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -76,6 +117,10 @@ struct config {
   std::uint32_t io_threads = 1;
   mqtt_config mqtt;
   session_config session;
+  auth_config auth;
+  acl_config acl;
+  ban_config ban;
+  hooks_config hooks;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
 };

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/access/connection_access.hpp"
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
@@ -16,7 +17,7 @@ namespace mqtt = proto::mqtt;
 using mqtt::protocol_version;
 using mqtt::reason_code;
 
-enum class phase : std::uint8_t { wait_connect, connecting, connected, closing };
+enum class phase : std::uint8_t { wait_connect, wait_auth, connecting, connected, closing };
 
 struct connection_state {
   broker::context_ptr ctx;
@@ -26,6 +27,7 @@ struct connection_state {
   std::string client_id;
   std::unique_ptr<mqtt::will> will;  // heap: most clients have none
   caf::actor session;
+  std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
   static inline const char* name = "connection";
 };
 
@@ -93,6 +95,50 @@ void publish_will(self_ptr self) {
   broker::dispatch(*st.ctx, make_message(self, std::move(p)));
 }
 
+void open_session(self_ptr self, mqtt::connect& c, mqtt::properties connack_props);
+
+/// Applies an authentication step; true when it refused or challenged (CONNECT not done).
+bool apply_auth_step(self_ptr self, access::connect_step& step) {
+  auto& st = self->state;
+  if (step.k == access::connect_step::kind::challenge) {
+    st.ph = phase::wait_auth;
+    write(self, step.auth);
+    return true;
+  }
+  if (step.k != access::connect_step::kind::refuse) {
+    return false;
+  }
+  st.ctx->stats.auth_failures.fetch_add(1, std::memory_order_relaxed);
+  st.access->connected(step.code);
+  const auto& who = st.access->client();
+  // The password is never logged.
+  spdlog::warn(
+      "conn {} ({}): authentication failed for client \"{}\" user \"{}\": {} (code 0x{:02x})",
+      st.io->id(), st.io->peer(), who.client_id, who.username.value_or(""), step.why, step.code);
+  mqtt::connack ack;
+  ack.reason = step.code;
+  write(self, ack);
+  st.ph = phase::closing;
+  st.io->close("authentication failed");
+  return true;
+}
+
+/// AUTH while CONNECT waits for an enhanced authentication exchange (MQTT 5).
+void on_auth(self_ptr self, mqtt::auth& a) {
+  auto& st = self->state;
+  if (st.ph != phase::wait_auth || !st.access) {
+    // Re-authentication after CONNACK is not supported.
+    violation(self, reason_code::protocol_error, "unexpected AUTH");
+    return;
+  }
+  auto step = st.access->on_auth(a);
+  if (apply_auth_step(self, step)) {
+    return;
+  }
+  auto c = st.access->take_connect();
+  open_session(self, *c, std::move(step.connack_props));
+}
+
 void on_connect(self_ptr self, mqtt::connect& c) {
   auto& st = self->state;
   if (st.ph != phase::wait_connect) {
@@ -122,6 +168,17 @@ void on_connect(self_ptr self, mqtt::connect& c) {
                    "invalid will topic");
     return;
   }
+  st.access = std::make_unique<access::connection_access>(*st.ctx->access, st.ctx->hooks.get(),
+                                                          st.io->peer());
+  auto step = st.access->on_connect(c);
+  if (!apply_auth_step(self, step)) {
+    open_session(self, c, std::move(step.connack_props));
+  }
+}
+
+void open_session(self_ptr self, mqtt::connect& c, mqtt::properties connack_props) {
+  auto& st = self->state;
+  const auto& cfg = st.ctx->cfg;
   st.client_id = c.client_id;
   if (c.will_msg) {
     st.will = std::make_unique<mqtt::will>(std::move(*c.will_msg));
@@ -141,6 +198,7 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
+  req.connack_props = std::move(connack_props);
   // await: packets the client pipelines after CONNECT wait until the session is attached.
   self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
       .await(
@@ -152,6 +210,10 @@ void on_connect(self_ptr self, mqtt::connect& c) {
             st.session = std::move(r.session);
             st.ph = phase::connected;
             st.ctx->stats.connections.fetch_add(1, std::memory_order_relaxed);
+            st.access->connected(0);
+            if (!st.access->is_needed_after_connect()) {
+              st.access.reset();  // no ACL, no hooks: keep idle clients small
+            }
             spdlog::debug("client {} connected from {} (v{}, session present {})", st.client_id,
                           st.io->peer(), static_cast<int>(st.version), r.session_present);
           },
@@ -171,6 +233,15 @@ void on_publish(self_ptr self, mqtt::publish& p) {
   st.ctx->stats.messages_received.fetch_add(1, std::memory_order_relaxed);
   // Clients may not publish into the broker's own $SYS tree.
   bool allowed = p.topic.compare(0, 5, "$SYS/") != 0 && p.topic != "$SYS";
+  // ACL: a denied message is dropped (3.x: still acknowledged; 5.0: reason 0x87).
+  if (allowed && st.access &&
+      !st.access->allow_publish(p.topic, static_cast<std::uint8_t>(p.q))) {
+    allowed = false;
+    st.ctx->stats.acl_denied.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("client {}: publish to {} denied by ACL", st.client_id, p.topic);
+  } else if (allowed && st.access) {
+    st.access->published(p.topic, static_cast<std::uint8_t>(p.q));
+  }
   auto id = p.packet_id;
   switch (p.q) {
     case mqtt::qos::at_most_once:
@@ -230,6 +301,12 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
     st.io->close("first packet is not CONNECT");
     return;
   }
+  if (st.ph == phase::wait_auth && !std::holds_alternative<mqtt::auth>(pkt)) {
+    // [MQTT-4.12.0-4] only AUTH may follow a CONNECT until the exchange completes.
+    st.ph = phase::closing;
+    st.io->close("packet other than AUTH during authentication");
+    return;
+  }
   std::visit(
       [&](auto& p) {
         using T = std::decay_t<decltype(p)>;
@@ -249,9 +326,22 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
           comp.packet_id = p.packet_id;
           write(self, comp);
         } else if constexpr (std::is_same_v<T, mqtt::subscribe>) {
-          self->send(st.session, subscribe_atom::value, std::move(p));
+          // ACL: denied filters get 0x80 (3.x) / 0x87 (5.0) in the SUBACK the session sends.
+          auto denied =
+              st.access ? st.access->check_subscribe(p) : std::vector<std::uint8_t>{};
+          if (denied.empty()) {
+            self->send(st.session, subscribe_atom::value, std::move(p));
+          } else {
+            st.ctx->stats.acl_denied.fetch_add(1, std::memory_order_relaxed);
+            self->send(st.session, subscribe_atom::value, std::move(p), std::move(denied));
+          }
         } else if constexpr (std::is_same_v<T, mqtt::unsubscribe>) {
+          if (st.access) {
+            st.access->unsubscribing(p);
+          }
           self->send(st.session, unsub_atom::value, std::move(p));
+        } else if constexpr (std::is_same_v<T, mqtt::auth>) {
+          on_auth(self, p);
         } else if constexpr (std::is_same_v<T, mqtt::pingreq>) {
           write(self, mqtt::pingresp{});
         } else if constexpr (std::is_same_v<T, mqtt::disconnect>) {
@@ -278,6 +368,9 @@ void on_closed(self_ptr self, const std::string& reason) {
   }
   if (was_connected) {
     st.ctx->stats.connections.fetch_sub(1, std::memory_order_relaxed);
+    if (st.access) {
+      st.access->disconnected(reason);
+    }
   }
   self->quit();
 }

@@ -7,6 +7,7 @@
 
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
+#include "actors/hooks/hooks.hpp"
 #include "proto/mqtt/codec.hpp"
 #include "proto/mqtt/topic.hpp"
 
@@ -32,6 +33,15 @@ struct session_actor_state {
 };
 
 using self_ptr = caf::stateful_actor<session_actor_state>*;
+
+/// Runs a session-side hook point (only when something is registered on it).
+template <class Fill>
+void fire(self_ptr self, hooks::point p, Fill&& fill) {
+  hooks::fire(self->state.ctx->hooks.get(), p, [&](hooks::args& a) {
+    a.client_id = self->state.client_id;
+    fill(a);
+  });
+}
 
 settings settings_from(const config::session_config& c) {
   settings s;
@@ -72,8 +82,16 @@ void write_out(self_ptr self, out_list& out) {
       if (p->d.q == qos::at_most_once && st.io->is_congested()) {
         // The client is not keeping up: QoS 0 is dropped, never buffered without bound.
         st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+        fire(self, hooks::point::message_dropped, [&](hooks::args& a) {
+          a.topic = p->d.msg->topic;
+          a.reason = "slow consumer";
+        });
         continue;
       }
+      fire(self, hooks::point::message_delivered, [&](hooks::args& a) {
+        a.topic = p->d.msg->topic;
+        a.qos = static_cast<std::uint8_t>(p->d.q);
+      });
       mqtt::publish pub;
       pub.dup = p->dup;
       pub.q = p->d.q;
@@ -102,9 +120,16 @@ void write_out(self_ptr self, out_list& out) {
 void deliver(self_ptr self, delivery d) {
   auto& st = self->state;
   out_list out;
+  auto topic = self->state.ctx->hooks && self->state.ctx->hooks->has(hooks::point::message_dropped)
+                   ? d.msg->topic
+                   : std::string();
   auto r = st.s.deliver(std::move(d), clock::now(), out);
   if (r == deliver_result::dropped || r == deliver_result::queued_evicted) {
     st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+    fire(self, hooks::point::message_dropped, [&](hooks::args& a) {
+      a.topic = topic;
+      a.reason = "queue full";
+    });
   }
   write_out(self, out);
 }
@@ -128,14 +153,20 @@ std::uint8_t failure_code(self_ptr self, mqtt::reason_code rc) {
   return self->state.version == mqtt::protocol_version::v5 ? static_cast<std::uint8_t>(rc) : 0x80;
 }
 
-void on_subscribe(self_ptr self, mqtt::subscribe& p) {
+/// `denied`: per filter, 0 or the failure code the connection's ACL check decided.
+void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint8_t>& denied = {}) {
   auto& st = self->state;
+  std::size_t index = 0;
   mqtt::suback ack;
   ack.packet_id = p.packet_id;
   route_adds adds;
   std::vector<std::pair<std::string, std::uint8_t>> retained_for;  // filter, retain handling
   const auto& cfg = st.ctx->cfg;
   for (auto& sub : p.subscriptions) {
+    if (auto i = index++; i < denied.size() && denied[i] != 0) {
+      ack.reasons.push_back(denied[i]);
+      continue;
+    }
     auto parsed = mqtt::parse_filter(sub.filter);
     if (!parsed || !mqtt::is_valid_topic_filter(parsed->filter, cfg.mqtt.max_topic_levels)) {
       ack.reasons.push_back(failure_code(self, mqtt::reason_code::topic_filter_invalid));
@@ -162,6 +193,10 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p) {
     }
     st.subs[sub.filter] = opts;
     adds.emplace_back(sub.filter, opts);
+    fire(self, hooks::point::session_subscribed, [&](hooks::args& a) {
+      a.topic = sub.filter;
+      a.qos = static_cast<std::uint8_t>(opts.max_qos);
+    });
     ack.reasons.push_back(static_cast<std::uint8_t>(opts.max_qos));
     if (sub.retain_handling == 0 || (sub.retain_handling == 1 && !exists)) {
       retained_for.emplace_back(sub.filter, sub.retain_handling);
@@ -243,6 +278,7 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   st.expiry = req.expiry;
   mqtt::connack ack;
   ack.session_present = present && st.version != mqtt::protocol_version::v3_1;  // 3.1: reserved
+  ack.props = std::move(req.connack_props);
   std::string bytes;
   mqtt::encode(ack, st.version, bytes);
   st.io->send(std::move(bytes));
@@ -335,6 +371,7 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
       },
       [=](deliver_atom, delivery& d) { deliver(self, std::move(d)); },
       [=](puback_atom, std::uint16_t id) {
+        fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 1; });
         out_list out;
         self->state.s.on_puback(id, clock::now(), out);
         write_out(self, out);
@@ -352,6 +389,7 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
         write_out(self, out);
       },
       [=](pubcomp_atom, std::uint16_t id) {
+        fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 2; });
         out_list out;
         self->state.s.on_pubcomp(id, clock::now(), out);
         write_out(self, out);
@@ -361,6 +399,9 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
       },
       [=](release_atom, std::uint16_t id) { self->state.s.release(id); },
       [=](subscribe_atom, mqtt::subscribe& p) { on_subscribe(self, p); },
+      [=](subscribe_atom, mqtt::subscribe& p, const std::vector<std::uint8_t>& denied) {
+        on_subscribe(self, p, denied);
+      },
       [=](unsub_atom, mqtt::unsubscribe& p) { on_unsubscribe(self, p); },
       [=](retry_atom) {
         auto& st = self->state;
@@ -387,6 +428,7 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
           self->send(st.conn, kick_atom::value);
         }
         unroute_all(self);
+        fire(self, hooks::point::session_terminated, [](hooks::args& a) { a.reason = "ended"; });
         self->quit();
       },
   };

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/broker/types.hpp"
+#include "actors/hooks/hooks.hpp"
 #include "actors/session/session_actor.hpp"
 
 namespace tern::actors::session {
@@ -168,6 +169,8 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
           present = moved.has_value();
           e.session = spawn_session(self, st.ctx, req.client_id, std::move(moved));
           st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
+          hooks::fire(st.ctx->hooks.get(), hooks::point::session_created,
+                      [&](hooks::args& a) { a.client_id = req.client_id; });
           st.by_session.emplace(e.session.id(), req.client_id);
           it = st.by_client.emplace(req.client_id, std::move(e)).first;
         }

@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -119,7 +120,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   int sig = 0;
-  sigwait(&sigs, &sig);
+  // SIGHUP re-reads the ACL, password and client id files; SIGINT/SIGTERM stop.
+  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+    auto err = node->reload_access();
+    if (err.empty()) {
+      spdlog::info("SIGHUP: access files reloaded");
+    } else {
+      spdlog::error("SIGHUP: reload failed, previous rules kept: {}", err);
+    }
+  }
   spdlog::info("received signal {}, shutting down", sig);
   // A watchdog: a stop that hangs must not keep the process (and its port) forever.
   std::thread([] {
