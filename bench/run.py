@@ -74,6 +74,9 @@ LIMITS = {
 # dominate the connect rate.
 CONN_PARALLEL = 64
 
+# A broker is killed when its RSS passes this (--rss-cap-mb).
+RSS_CAP_KB = 6 * 1024 * 1024
+
 SCENARIOS = ["idle_memory", "connect", "fanin_q0", "fanin_q1", "fanout_q0", "fanout_q1",
              "pairs_q1"]
 
@@ -120,10 +123,13 @@ def proc_fd_count(pid):
 
 
 class Sampler:
-    """Samples a process's CPU time and RSS every `interval` seconds in a thread."""
+    """Samples a process's CPU time and RSS every `interval` seconds in a thread. A process
+    whose RSS passes RSS_CAP_KB is killed (SIGKILL, by its PID): a broker without back-pressure
+    must not take the machine down with it."""
 
     def __init__(self, pid, interval=0.25):
         self.pid = pid
+        self.killed_for_rss = False
         self.interval = interval
         self.samples = []  # (monotonic time, cpu seconds, rss kB)
         self._stop = threading.Event()
@@ -134,7 +140,15 @@ class Sampler:
             self.samples.append((time.monotonic(), proc_cpu_seconds(self.pid),
                                  proc_rss_kb(self.pid)))
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            pass
+            return
+        if self.samples[-1][2] > RSS_CAP_KB and not self.killed_for_rss:
+            self.killed_for_rss = True
+            log(f"   RSS {self.samples[-1][2] // 1024} MB is over the cap of "
+                f"{RSS_CAP_KB // 1024} MB: killing pid {self.pid}")
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _run(self):
         while not self._stop.wait(self.interval):
@@ -150,15 +164,29 @@ class Sampler:
         self._thread.join()
         self._take()
 
+    def peak_cpu_percent(self, window=1.0):
+        """Highest CPU use over any `window` seconds, in percent of one core."""
+        best = 0.0
+        j = 0
+        for i in range(len(self.samples)):
+            while self.samples[i][0] - self.samples[j][0] > window:
+                j += 1
+            if i > j and self.samples[i][0] - self.samples[j][0] >= window * 0.75:
+                dt = self.samples[i][0] - self.samples[j][0]
+                best = max(best, 100.0 * (self.samples[i][1] - self.samples[j][1]) / dt)
+        return round(best, 1)
+
     def summary(self):
         if len(self.samples) < 2:
             return {}
         (t0, c0, _), (t1, c1, _) = self.samples[0], self.samples[-1]
         return {
             "cpu_percent": round(100.0 * (c1 - c0) / max(t1 - t0, 1e-9), 1),
+            "cpu_peak_percent": self.peak_cpu_percent(),
             "cpu_seconds": round(c1 - c0, 2),
             "rss_peak_kb": max(s[2] for s in self.samples),
             "rss_end_kb": self.samples[-1][2],
+            "killed_for_rss": self.killed_for_rss,
             "seconds": round(t1 - t0, 2),
         }
 
@@ -187,17 +215,22 @@ class Broker:
         if self.kind == "tern":
             data = self.dir / "data"
             data.mkdir(exist_ok=True)
-            text = "\n".join([
-                "[node]",
-                f'data_dir = "{data}"',
-                "[log]",
-                'level = "warn"',
-                "[session]",
-                f"max_inflight = {LIMITS['max_inflight']}",
-                f"max_queued_messages = {LIMITS['max_queued_messages']}",
-                "[listeners.tcp.default]",
-                f'bind = "{HOST}:{port}"',
-            ] + self.extra) + "\n"
+            sections = {
+                "node": {"data_dir": json.dumps(str(data))},
+                "log": {"level": '"warn"'},
+                "session": {"max_inflight": str(LIMITS["max_inflight"]),
+                            "max_queued_messages": str(LIMITS["max_queued_messages"])},
+                "listeners.tcp.default": {"bind": json.dumps(f"{HOST}:{port}")},
+            }
+            for override in self.extra:  # "section.key=value", value in TOML syntax
+                name, value = override.split("=", 1)
+                section, key = name.strip().rsplit(".", 1)
+                sections.setdefault(section, {})[key] = value.strip()
+            lines = []
+            for section, values in sections.items():
+                lines.append(f"[{section}]")
+                lines += [f"{k} = {v}" for k, v in values.items()]
+            text = "\n".join(lines) + "\n"
             path = self.dir / "tern.toml"
             path.write_text(text)
             return [str(self.binary), "--config", str(path)]
@@ -258,7 +291,9 @@ class Broker:
 
     def assert_alive(self):
         if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n"
+            why = (" (SIGKILL: RSS over --rss-cap-mb)" if self.proc.returncode == -signal.SIGKILL
+                   else "")
+            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}{why}:\n"
                                f"{self.log_tail()}")
 
     def log_tail(self, n=30):
@@ -441,6 +476,9 @@ def run_traffic(broker, cfg, args, bench_args):
         "broker": sampler.summary(),
     }
     out.update(delivery(r))
+    if out["received"]:
+        out["cpu_us_per_msg"] = round(out["broker"].get("cpu_seconds", 0) * 1e6 /
+                                      out["received"], 2)
     if "check" in r:
         out["check"] = r["check"]
     return out
@@ -503,6 +541,9 @@ def rows_for(name, res):
     ldr = lambda r: (f"{r.get('lost', 0)}/{r.get('duplicated', 0)}/"  # noqa: E731
                      f"{r.get('reordered', 0)}")
     cpu = ("broker CPU % (100 = 1 core)", lambda r: r.get("broker", {}).get("cpu_percent"))
+    cpu_peak = ("broker peak CPU % over 1 s (100 = 1 core)",
+                lambda r: r.get("broker", {}).get("cpu_peak_percent"))
+    cpu_msg = ("broker CPU µs per delivered msg (whole run)", g("cpu_us_per_msg"))
     rss = ("broker peak RSS MB",
            lambda r: round(r.get("broker", {}).get("rss_peak_kb", 0) / 1024, 1)
            if r.get("broker") else None)
@@ -518,7 +559,7 @@ def rows_for(name, res):
         rows.append(("lost/dup/reordered", ldr))
     else:
         rows.append(("not delivered (QoS 0 may drop)", g("lost")))
-    rows += [cpu, rss]
+    rows += [cpu_msg, cpu_peak, rss]
     return rows
 
 
@@ -585,6 +626,7 @@ def machine():
 # ---------------------------------------------------------------------------------------------
 
 def main():
+    global RSS_CAP_KB
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -598,10 +640,13 @@ def main():
     ap.add_argument("--mosquitto-bin", type=pathlib.Path, default=pathlib.Path("/usr/sbin/mosquitto"))
     ap.add_argument("--bench-bin", type=pathlib.Path,
                     default=REPO / "build" / "apps" / "tern-bench")
-    ap.add_argument("--tern-config", action="append", default=[], metavar="LINE",
-                    help="extra line for Tern's TOML config, e.g. '[node]' 'io_threads = 2'")
+    ap.add_argument("--tern-config", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override in Tern's config, value in TOML syntax, e.g. "
+                         "node.io_threads=2 (repeatable)")
     ap.add_argument("--duration", type=float, help="seconds of publishing per traffic scenario")
     ap.add_argument("--pairs-rate", type=int, help="total msg/s of the pairs scenario")
+    ap.add_argument("--rss-cap-mb", type=int, default=RSS_CAP_KB // 1024,
+                    help="kill a broker whose RSS passes this many MB (default %(default)s)")
     ap.add_argument("--note", default="", help="a remark stored with the results")
     ap.add_argument("--host-label", default=None, help="machine name in the result file names")
     ap.add_argument("--results-dir", type=pathlib.Path, default=REPO / "bench" / "results")
@@ -609,6 +654,7 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="show tern-bench progress")
     args = ap.parse_args()
 
+    RSS_CAP_KB = args.rss_cap_mb * 1024
     size = "quick" if args.quick else "full"
     cfg = dict(SIZES[size])
     if args.duration:
@@ -624,6 +670,9 @@ def main():
     if not kinds or any(k not in ("tern", "mosquitto") for k in kinds):
         ap.error("--brokers: tern and/or mosquitto")
     binaries = {"tern": args.tern_bin, "mosquitto": args.mosquitto_bin}
+    for override in args.tern_config:
+        if "=" not in override or "." not in override.split("=", 1)[0]:
+            ap.error(f"--tern-config: expected SECTION.KEY=VALUE, got {override!r}")
     for path in [args.bench_bin] + [binaries[k] for k in kinds]:
         if not os.access(path, os.X_OK):
             ap.error(f"not executable: {path} (build first, or pass its path)")
