@@ -74,6 +74,9 @@ LIMITS = {
 # dominate the connect rate.
 CONN_PARALLEL = 64
 
+# Tern's node.io_threads in the benchmark (override with --tern-config node.io_threads=N).
+TERN_IO_THREADS = os.cpu_count() or 1
+
 # A broker is killed when its RSS passes this (--rss-cap-mb).
 RSS_CAP_KB = 6 * 1024 * 1024
 
@@ -216,7 +219,11 @@ class Broker:
             data = self.dir / "data"
             data.mkdir(exist_ok=True)
             sections = {
-                "node": {"data_dir": json.dumps(str(data))},
+                # One Asio thread per core, as CAF's workers: with the default of one, the
+                # subscriber's writes starve behind 100 publishers' reads in fan-in QoS 0
+                # (see docs/benchmark.md).
+                "node": {"data_dir": json.dumps(str(data)),
+                         "io_threads": str(TERN_IO_THREADS)},
                 "log": {"level": '"warn"'},
                 "session": {"max_inflight": str(LIMITS["max_inflight"]),
                             "max_queued_messages": str(LIMITS["max_queued_messages"])},
@@ -714,7 +721,8 @@ def main():
         "note": args.note,
         "machine": machine(),
         "versions": {k: broker_version(k, binaries[k]) for k in kinds},
-        "settings": {"sizes": cfg, "limits": LIMITS, "tern_config_extra": args.tern_config},
+        "settings": {"sizes": cfg, "limits": LIMITS, "tern_io_threads": TERN_IO_THREADS,
+                     "tern_config_extra": args.tern_config},
         "results": results,
     }
     if args.no_save:

@@ -1393,7 +1393,7 @@ void runner::setup() {
   const std::uint64_t per_pub =
       o_.count > 0 ? o_.count
                    : static_cast<std::uint64_t>(sh_.pub_rate * o_.duration.count() * 1.1);
-  // Clients go to the io threads round robin, subscribers first.
+  // Clients go to the io threads round robin, subscribers first (fanin: see below).
   std::size_t k = 0;
   const auto next = [&]() -> worker& { return *workers_[k++ % workers_.size()]; };
   for (std::uint32_t j = 0; j < plan_.subs; ++j) {
@@ -1405,8 +1405,18 @@ void runner::setup() {
       }
     }
   }
-  for (std::uint32_t i = 0; i < plan_.pubs; ++i) {
-    next().add(role::publisher, o_.id_offset + i, expand(plan_.topic, o_.id_offset + i));
+  if (o_.kind == scenario::fanin && workers_.size() > 1) {
+    // The one subscriber gets io thread 0 to itself: sharing it with publishers that write
+    // as fast as they can would make the subscriber, not the broker, the bottleneck.
+    k = 1;
+    for (std::uint32_t i = 0; i < plan_.pubs; ++i) {
+      workers_[1 + i % (workers_.size() - 1)]->add(role::publisher, o_.id_offset + i,
+                                                   expand(plan_.topic, o_.id_offset + i));
+    }
+  } else {
+    for (std::uint32_t i = 0; i < plan_.pubs; ++i) {
+      next().add(role::publisher, o_.id_offset + i, expand(plan_.topic, o_.id_offset + i));
+    }
   }
   for (std::uint32_t i = 0; i < plan_.idle; ++i) {
     next().add(role::idle, o_.id_offset + i, {});
