@@ -219,7 +219,7 @@ struct shared_state {
   tcp::endpoint broker;
   std::vector<asio::ip::address> sources;
   mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
-  double pub_rate = 0;  // per publisher
+  double pub_rate = 0;                // per publisher
   std::unique_ptr<ssl::context> tls;  // set when --tls; shared by all clients (read-only)
   std::atomic<bool> stop_publishing{false};
   std::atomic<bool> interrupted{false};
@@ -314,11 +314,11 @@ class client {
   conn_state state_ = conn_state::waiting;
   tcp::socket sock_;
   std::unique_ptr<ssl::stream<tcp::socket&>> tls_;  // over sock_, with --tls only
-  std::string out_;      // packets waiting for the next write
-  std::string writing_;  // the buffer of the write in progress
+  std::string out_;                                 // packets waiting for the next write
+  std::string writing_;                             // the buffer of the write in progress
   bool is_writing_ = false;
   bool is_send_shut_ = false;
-  std::string partial_;  // bytes of a frame not yet complete
+  std::string partial_;        // bytes of a frame not yet complete
   std::array<char, 2048> rd_;  // target of the async read; more is read into the scratch
   handler_memory read_memory_;
   handler_memory write_memory_;

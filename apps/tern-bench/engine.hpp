@@ -60,10 +60,10 @@ struct options {
   // TLS (MQTT over TLS): off unless is_tls. With a CA file the broker's certificate chain is
   // verified (and its name, when tls_server_name is set); without one it is not checked.
   bool is_tls = false;
-  std::string ca_file;           // PEM CA certificate(s) to verify the broker with
-  std::string cert_file;         // PEM client certificate, for brokers that require one
-  std::string key_file;          // PEM private key of cert_file
-  std::string tls_server_name;   // SNI and the name the certificate must carry; "" = none
+  std::string ca_file;          // PEM CA certificate(s) to verify the broker with
+  std::string cert_file;        // PEM client certificate, for brokers that require one
+  std::string key_file;         // PEM private key of cert_file
+  std::string tls_server_name;  // SNI and the name the certificate must carry; "" = none
 
   int threads = 2;
   std::chrono::duration<double> drain{5};

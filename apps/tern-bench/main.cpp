@@ -92,14 +92,14 @@ void add_flags(CLI::App& app, options& o, flags& f) {
                  "PEM CA certificate(s): verify the broker's certificate with them "
                  "(without: not verified)")
       ->check(CLI::ExistingFile);
-  app.add_option("--cert", o.cert_file, "PEM client certificate (chain)")
-      ->check(CLI::ExistingFile);
+  app.add_option("--cert", o.cert_file, "PEM client certificate (chain)")->check(CLI::ExistingFile);
   app.add_option("--key", o.key_file, "PEM private key of --cert (default: in --cert)")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-server-name", o.tls_server_name,
                  "TLS server name: sent as SNI and, with --cafile, required in the broker's "
                  "certificate");
-  app.add_option("--threads", o.threads, "io threads")->check(CLI::Range(1, 256))
+  app.add_option("--threads", o.threads, "io threads")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--drain", f.drain_s,
                  "seconds to wait for outstanding acks and deliveries after publishing "
