@@ -10,6 +10,9 @@
 // and every packet under --strict, go through tern_proto's decode_one. Publishers encode with
 // tern_proto's encoder into a reused packet and a reused output buffer, and write all that is
 // due in one write, so the steady state does not allocate.
+//
+// TLS: a client then also owns an ssl::stream layered on its socket (by reference), and every
+// read and write goes through it; the plain path only tests one null pointer per operation.
 #include "apps/tern-bench/engine.hpp"
 
 #include <netinet/in.h>
@@ -19,6 +22,7 @@
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +40,7 @@ namespace tern::bench {
 namespace {
 
 namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
 namespace mqtt = tern::proto::mqtt;
 using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
@@ -214,7 +219,8 @@ struct shared_state {
   tcp::endpoint broker;
   std::vector<asio::ip::address> sources;
   mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
-  double pub_rate = 0;  // per publisher
+  double pub_rate = 0;                // per publisher
+  std::unique_ptr<ssl::context> tls;  // set when --tls; shared by all clients (read-only)
   std::atomic<bool> stop_publishing{false};
   std::atomic<bool> interrupted{false};
 };
@@ -276,6 +282,9 @@ class client {
 
  private:
   void on_connected(const error_code& ec);
+  void on_handshake(const error_code& ec);
+  void send_connect();
+  std::size_t read_now(char* data, std::size_t size, error_code& ec);
   void start_read();
   void on_read(const error_code& ec, std::size_t n);
   std::size_t parse(const char* data, std::size_t size, std::uint64_t now_ns);
@@ -304,11 +313,12 @@ class client {
   std::string topic_or_filter_;
   conn_state state_ = conn_state::waiting;
   tcp::socket sock_;
-  std::string out_;      // packets waiting for the next write
-  std::string writing_;  // the buffer of the write in progress
+  std::unique_ptr<ssl::stream<tcp::socket&>> tls_;  // over sock_, with --tls only
+  std::string out_;                                 // packets waiting for the next write
+  std::string writing_;                             // the buffer of the write in progress
   bool is_writing_ = false;
   bool is_send_shut_ = false;
-  std::string partial_;  // bytes of a frame not yet complete
+  std::string partial_;        // bytes of a frame not yet complete
   std::array<char, 2048> rd_;  // target of the async read; more is read into the scratch
   handler_memory read_memory_;
   handler_memory write_memory_;
@@ -427,6 +437,15 @@ void client::start_connect() {
     fail("socket: " + ec.message());
     return;
   }
+  if (sh_.tls) {
+    tls_ = std::make_unique<ssl::stream<tcp::socket&>>(sock_, *sh_.tls);
+    const std::string& name = sh_.opt.tls_server_name;
+    if (!name.empty()) {
+      // SNI, and the name the broker's certificate must be issued for.
+      ::SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+      tls_->set_verify_callback(ssl::host_name_verification(name));
+    }
+  }
   sock_.async_connect(sh_.broker, [this](const error_code& e) { on_connected(e); });
 }
 
@@ -441,6 +460,26 @@ void client::on_connected(const error_code& ec) {
   error_code ignored;
   sock_.set_option(tcp::no_delay(true), ignored);
   sock_.non_blocking(true, ignored);
+  if (tls_) {
+    tls_->async_handshake(ssl::stream_base::client,
+                          [this](const error_code& e) { on_handshake(e); });
+    return;
+  }
+  send_connect();
+}
+
+void client::on_handshake(const error_code& ec) {
+  if (state_ != conn_state::connecting) {
+    return;  // failed meanwhile (timeout)
+  }
+  if (ec) {
+    fail("TLS handshake: " + ec.message());
+    return;
+  }
+  send_connect();
+}
+
+void client::send_connect() {
   mqtt::connect c;
   c.version = sh_.version;
   c.clean_start = true;
@@ -461,9 +500,21 @@ void client::on_connected(const error_code& ec) {
 void client::start_read() {
   // async_read_some, not async_wait: Asio re-arms epoll for every wait but not for a read
   // that found the socket drained last time.
-  sock_.async_read_some(
-      asio::buffer(rd_),
-      in(read_memory_, [this](const error_code& ec, std::size_t n) { on_read(ec, n); }));
+  auto done = in(read_memory_, [this](const error_code& ec, std::size_t n) { on_read(ec, n); });
+  if (tls_) {
+    tls_->async_read_some(asio::buffer(rd_), std::move(done));
+    return;
+  }
+  sock_.async_read_some(asio::buffer(rd_), std::move(done));
+}
+
+std::size_t client::read_now(char* data, std::size_t size, error_code& ec) {
+  // The socket is non-blocking: this returns would_block when nothing more has arrived. Over
+  // TLS, bytes of an incomplete record stay buffered in the TLS engine for the next read.
+  if (tls_) {
+    return tls_->read_some(asio::buffer(data, size), ec);
+  }
+  return sock_.read_some(asio::buffer(data, size), ec);
 }
 
 void client::on_read(const error_code& ec, std::size_t n) {
@@ -483,7 +534,7 @@ void client::on_read(const error_code& ec, std::size_t n) {
     while (is_more && have < buf.size()) {
       error_code rec;
       const std::size_t space = buf.size() - have;
-      const std::size_t m = sock_.read_some(asio::buffer(buf.data() + have, space), rec);
+      const std::size_t m = read_now(buf.data() + have, space, rec);
       if (rec) {
         if (rec != asio::error::would_block && rec != asio::error::try_again) {
           end = rec;
@@ -882,9 +933,12 @@ void client::flush() {
   }
   std::swap(out_, writing_);
   is_writing_ = true;
-  asio::async_write(
-      sock_, asio::buffer(writing_),
-      in(write_memory_, [this](const error_code& ec, std::size_t) { on_written(ec); }));
+  auto done = in(write_memory_, [this](const error_code& ec, std::size_t) { on_written(ec); });
+  if (tls_) {
+    asio::async_write(*tls_, asio::buffer(writing_), std::move(done));
+    return;
+  }
+  asio::async_write(sock_, asio::buffer(writing_), std::move(done));
 }
 
 void client::on_written(const error_code& ec) {
@@ -899,7 +953,8 @@ void client::on_written(const error_code& ec) {
   }
   last_write_ = steady::now();
   if (state_ == conn_state::closing && out_.empty()) {
-    // DISCONNECT is out: half-close and wait for the broker to close its side.
+    // DISCONNECT is out: half-close and wait for the broker to close its side. Over TLS this
+    // ends the TCP stream without a close_notify: the session is over at DISCONNECT anyway.
     error_code ignored;
     sock_.shutdown(tcp::socket::shutdown_send, ignored);
     is_send_shut_ = true;
@@ -1279,6 +1334,33 @@ void raise_file_limit(std::uint64_t needed) {
   }
 }
 
+std::unique_ptr<ssl::context> make_tls_context(const options& o) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  error_code ec;
+  const auto check = [&ec](const char* what, const std::string& file) {
+    if (ec) {
+      throw std::runtime_error(std::string(what) + " " + file + ": " + ec.message());
+    }
+  };
+  if (!o.ca_file.empty()) {
+    ctx->load_verify_file(o.ca_file, ec);
+    check("--cafile", o.ca_file);
+    ctx->set_verify_mode(ssl::verify_peer, ec);
+  } else {
+    ctx->set_verify_mode(ssl::verify_none, ec);
+  }
+  if (!o.cert_file.empty()) {
+    ctx->use_certificate_chain_file(o.cert_file, ec);
+    check("--cert", o.cert_file);
+    const std::string& key = o.key_file.empty() ? o.cert_file : o.key_file;
+    ctx->use_private_key_file(key, ssl::context::pem, ec);
+    check("--key", key);
+  }
+  return ctx;
+}
+
 void runner::setup() {
   raise_file_limit(std::uint64_t{plan_.idle} + plan_.pubs + plan_.subs);
   sh_.version = o_.protocol == 5 ? mqtt::protocol_version::v5 : mqtt::protocol_version::v3_1_1;
@@ -1292,6 +1374,9 @@ void runner::setup() {
       throw std::runtime_error("cannot resolve " + o_.host + ": " + ec.message());
     }
     sh_.broker = found.begin()->endpoint();
+  }
+  if (o_.is_tls) {
+    sh_.tls = make_tls_context(o_);
   }
   for (const auto& ip : o_.source_ips) {
     error_code ec;
@@ -1308,7 +1393,7 @@ void runner::setup() {
   const std::uint64_t per_pub =
       o_.count > 0 ? o_.count
                    : static_cast<std::uint64_t>(sh_.pub_rate * o_.duration.count() * 1.1);
-  // Clients go to the io threads round robin, subscribers first.
+  // Clients go to the io threads round robin, subscribers first (fanin: see below).
   std::size_t k = 0;
   const auto next = [&]() -> worker& { return *workers_[k++ % workers_.size()]; };
   for (std::uint32_t j = 0; j < plan_.subs; ++j) {
@@ -1320,8 +1405,18 @@ void runner::setup() {
       }
     }
   }
-  for (std::uint32_t i = 0; i < plan_.pubs; ++i) {
-    next().add(role::publisher, o_.id_offset + i, expand(plan_.topic, o_.id_offset + i));
+  if (o_.kind == scenario::fanin && workers_.size() > 1) {
+    // The one subscriber gets io thread 0 to itself: sharing it with publishers that write
+    // as fast as they can would make the subscriber, not the broker, the bottleneck.
+    k = 1;
+    for (std::uint32_t i = 0; i < plan_.pubs; ++i) {
+      workers_[1 + i % (workers_.size() - 1)]->add(role::publisher, o_.id_offset + i,
+                                                   expand(plan_.topic, o_.id_offset + i));
+    }
+  } else {
+    for (std::uint32_t i = 0; i < plan_.pubs; ++i) {
+      next().add(role::publisher, o_.id_offset + i, expand(plan_.topic, o_.id_offset + i));
+    }
   }
   for (std::uint32_t i = 0; i < plan_.idle; ++i) {
     next().add(role::idle, o_.id_offset + i, {});

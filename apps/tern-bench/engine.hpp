@@ -1,6 +1,9 @@
 // tern-bench engine: MQTT clients on Boost.Asio io threads, driven through the phases of one
 // scenario (connect, subscribe, publish, drain, disconnect), with progress and a summary.
 //
+// TLS: with options::is_tls every client runs MQTT over TLS (Boost.Asio ssl, OpenSSL); the
+// handshake counts as part of connecting. The plain TCP path is unchanged by it.
+//
 // Contract: run() blocks the calling thread until the scenario has finished (or SIGINT/SIGTERM
 // cut it short) and returns the merged numbers. Setup errors (an unresolvable host, a bad
 // source address) are thrown as std::runtime_error before any connection is made; network
@@ -53,6 +56,14 @@ struct options {
   std::vector<std::string> source_ips;  // local addresses to spread connections over
   std::string username;
   std::string password;
+
+  // TLS (MQTT over TLS): off unless is_tls. With a CA file the broker's certificate chain is
+  // verified (and its name, when tls_server_name is set); without one it is not checked.
+  bool is_tls = false;
+  std::string ca_file;          // PEM CA certificate(s) to verify the broker with
+  std::string cert_file;        // PEM client certificate, for brokers that require one
+  std::string key_file;         // PEM private key of cert_file
+  std::string tls_server_name;  // SNI and the name the certificate must carry; "" = none
 
   int threads = 2;
   std::chrono::duration<double> drain{5};

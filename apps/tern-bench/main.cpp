@@ -6,6 +6,7 @@
 //   tern-bench fanin  --pubs 100 -q 1 -n 2000
 //   tern-bench fanout --subs 1000 -n 200
 //   tern-bench pairs  --pairs 1000 -r 10000 -q 1 -d 30 --json --check
+//   tern-bench conn   --conns 1000 -p 8883 --tls --cafile ca.pem --tls-server-name broker
 //
 // A process holds at most one socket per client and the open-file limit caps that (20,000
 // here): for more connections run several processes with disjoint --id-offset ranges, and
@@ -86,7 +87,19 @@ void add_flags(CLI::App& app, options& o, flags& f) {
                  "local addresses to connect from, round robin (e.g. 127.0.0.2 127.0.0.3)");
   app.add_option("-u,--username", o.username, "user name");
   app.add_option("-P,--password", o.password, "password");
-  app.add_option("--threads", o.threads, "io threads")->check(CLI::Range(1, 256))
+  app.add_flag("--tls", o.is_tls, "MQTT over TLS (implied by --cafile, --cert and --key)");
+  app.add_option("--cafile", o.ca_file,
+                 "PEM CA certificate(s): verify the broker's certificate with them "
+                 "(without: not verified)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--cert", o.cert_file, "PEM client certificate (chain)")->check(CLI::ExistingFile);
+  app.add_option("--key", o.key_file, "PEM private key of --cert (default: in --cert)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-server-name", o.tls_server_name,
+                 "TLS server name: sent as SNI and, with --cafile, required in the broker's "
+                 "certificate");
+  app.add_option("--threads", o.threads, "io threads")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--drain", f.drain_s,
                  "seconds to wait for outstanding acks and deliveries after publishing "
@@ -131,6 +144,13 @@ std::string finish(options& o, const flags& f) {
   }
   if (o.topic.find_first_of("+#") != std::string::npos) {
     return "--topic must not contain wildcards";
+  }
+  if (!o.ca_file.empty() || !o.cert_file.empty() || !o.key_file.empty() ||
+      !o.tls_server_name.empty()) {
+    o.is_tls = true;
+  }
+  if (!o.key_file.empty() && o.cert_file.empty()) {
+    return "--key needs --cert";
   }
   o.duration = std::chrono::duration<double>(f.duration_s);
   if (f.duration_s <= 0 && o.count == 0 && o.kind != scenario::sub) {
