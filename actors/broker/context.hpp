@@ -13,6 +13,7 @@
 #include <caf/actor.hpp>
 
 #include "actors/config/config.hpp"
+#include "actors/connection/enhanced_auth.hpp"
 #include "actors/router/retain_store.hpp"
 #include "actors/router/route_table.hpp"
 #include "actors/store/store.hpp"
@@ -40,6 +41,8 @@ struct context {
   /// Disk store; set before any actor starts, null only in tests without persistence.
   std::unique_ptr<store::store> db;
   std::atomic<std::uint64_t> next_conn_id{1};
+  /// MQTT 5 enhanced authentication methods (AUTH); set before any listener starts.
+  connection::auth_methods auth_methods;
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a
   /// copy of the current handle (a short uncontended lock, off the per-message path).

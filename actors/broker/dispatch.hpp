@@ -6,6 +6,11 @@
 
 #include "actors/broker/context.hpp"
 #include "actors/message.hpp"
+#include "actors/session/session.hpp"
+
+namespace caf {
+class actor;
+}
 
 namespace tern::actors::broker {
 
@@ -14,5 +19,11 @@ namespace tern::actors::broker {
 /// subscription identifier (MQTT 5 3.3.4; allowed by 3.1.1). Returns the number of sessions
 /// the message went to. Callable from any thread.
 std::size_t dispatch(context& ctx, const message_ptr& m);
+
+/// Hands `d`, which came through shared subscription `*d.share` to the session `from`, to
+/// another member of that group (chosen by the configured strategy), because `from` left the
+/// group before the message was acknowledged. Returns false when no other member exists (the
+/// message is then lost, as for a group without subscribers).
+bool redispatch_shared(context& ctx, const caf::actor& from, session::delivery d);
 
 }  // namespace tern::actors::broker

@@ -39,6 +39,9 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using unsub_atom = caf::atom_constant<caf::atom("unsub")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
+using will_atom = caf::atom_constant<caf::atom("will")>;
+// session manager and session: the client changed its Session Expiry Interval on DISCONNECT
+using set_expiry_atom = caf::atom_constant<caf::atom("setexpiry")>;
 // router
 using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
 using del_route_atom = caf::atom_constant<caf::atom("delroute")>;
@@ -54,6 +57,11 @@ struct open_request {
   proto::mqtt::protocol_version version = proto::mqtt::protocol_version::v3_1_1;
   caf::actor conn;
   conn_io_ptr io;
+  /// MQTT 5: CONNACK properties decided by the connection (the session writes the CONNACK).
+  proto::mqtt::properties connack_props;
+  /// MQTT 5: the client's Receive Maximum and Maximum Packet Size (0: not given).
+  std::uint32_t receive_maximum = 0;
+  std::uint32_t max_packet_size = 0;
 };
 
 /// The session's answer to a connection that attached.
@@ -73,3 +81,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::router::sub_options)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::route_adds)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::message_ptr)

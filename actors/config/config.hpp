@@ -45,6 +45,21 @@ struct session_config {
   std::uint32_t max_send_buffer = 4 * 1024 * 1024;
 };
 
+/// MQTT 5 features and shared subscriptions ("[mqtt5]").
+struct mqtt5_config {
+  /// Largest keepalive a client may use, in seconds; a client asking for more (or for none)
+  /// is told this value as Server Keep Alive (MQTT 5) and held to it. 0: the client's choice.
+  std::uint32_t max_keepalive = 0;
+  /// Topic Alias Maximum offered to MQTT 5 clients (inbound aliases); 0 disables aliases.
+  std::uint32_t topic_alias_maximum = 64;
+  /// Prefix of the Response Information sent to a client that requests it (the client id is
+  /// appended); empty: none is sent.
+  std::string response_information;
+  /// How a message to a shared subscription group picks its member: "random", "round_robin",
+  /// "sticky" or "hash_clientid".
+  std::string shared_subscription_strategy = "random";
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -54,6 +69,7 @@ struct config {
   std::uint32_t io_threads = 1;
   mqtt_config mqtt;
   session_config session;
+  mqtt5_config mqtt5;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
 };
 
