@@ -134,7 +134,7 @@ class route_table {
         }
         if (erase_sub(g.members, sub)) {
           --count_;
-          g.cursor.store(no_cursor, std::memory_order_relaxed);  // sticky: choose anew
+          g.cursor.store(0, std::memory_order_relaxed);  // sticky: choose anew
         }
         if (g.members.empty()) {
           fe.groups.erase(gi);
@@ -227,13 +227,12 @@ class route_table {
   }
 
  private:
-  static constexpr std::uint32_t no_cursor = 0xFFFFFFFF;
   struct share_group {
     share_key key;
     std::vector<entry> members;
-    // Round robin: next index; sticky: the chosen member (no_cursor: none yet). Updated by
+    // Round robin: next index; sticky: the chosen member + 1 (0: none yet). Updated by
     // readers under the shared lock, hence atomic.
-    mutable std::atomic<std::uint32_t> cursor{no_cursor};
+    mutable std::atomic<std::uint32_t> cursor{0};
   };
   struct filter_entry {
     std::string filter;
@@ -266,10 +265,12 @@ class route_table {
         i = g.cursor.fetch_add(1, std::memory_order_relaxed) % n;
         break;
       case share_strategy::sticky: {
-        i = g.cursor.load(std::memory_order_relaxed);
-        if (i >= n) {
+        auto v = g.cursor.load(std::memory_order_relaxed);
+        if (v == 0 || v > n) {
           i = pick.random % n;
-          g.cursor.store(i, std::memory_order_relaxed);
+          g.cursor.store(i + 1, std::memory_order_relaxed);
+        } else {
+          i = v - 1;
         }
         break;
       }
