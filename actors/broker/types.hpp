@@ -62,6 +62,8 @@ struct open_request {
   /// MQTT 5: the client's Receive Maximum and Maximum Packet Size (0: not given).
   std::uint32_t receive_maximum = 0;
   std::uint32_t max_packet_size = 0;
+  /// MQTT 5: the client's Topic Alias Maximum (outbound aliases; 0: none).
+  std::uint16_t topic_alias_maximum = 0;
 };
 
 /// The session's answer to a connection that attached.

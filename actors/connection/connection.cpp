@@ -217,6 +217,7 @@ void accept_connect(self_ptr self, mqtt::connect& c, bool id_assigned,
     }
     req.receive_maximum = c.props.receive_maximum.value_or(0);
     req.max_packet_size = c.props.maximum_packet_size.value_or(0);
+    req.topic_alias_maximum = c.props.topic_alias_maximum.value_or(0);
   }
   // await: packets the client pipelines after CONNECT wait until the session is attached.
   self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))

@@ -8,6 +8,7 @@
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
+#include "actors/session/topic_alias.hpp"
 #include "proto/mqtt/codec.hpp"
 #include "proto/mqtt/topic.hpp"
 
@@ -30,6 +31,7 @@ struct session_actor_state {
   std::chrono::milliseconds expiry{0};  // session lifetime after disconnect
   clock::time_point detached_at{};
   std::uint32_t max_packet_size = 0;  // the client's Maximum Packet Size, 0: none
+  std::unique_ptr<topic_aliases> aliases;  // outbound, per connection; only if the client wants
   message_ptr will;                   // a delayed will, published unless the client returns
   std::uint64_t will_generation = 0;
   static inline const char* name = "session";
@@ -104,14 +106,28 @@ void write_out(self_ptr self, out_list& out) {
       pub.packet_id = p->packet_id;
       pub.topic = p->d.msg->topic;
       pub.payload = p->d.msg->payload;
+      bool new_alias = false;
       if (st.version == mqtt::protocol_version::v5) {
         set_v5_props(*p, now, pub);
+        if (st.aliases) {
+          auto use = st.aliases->for_topic(pub.topic);
+          new_alias = use.alias != 0 && use.send_topic;
+          if (use.alias != 0) {
+            pub.props.topic_alias = use.alias;
+            if (!use.send_topic) {
+              pub.topic.clear();
+            }
+          }
+        }
       }
       auto before = bytes.size();
       mqtt::encode(pub, st.version, bytes);
       if (st.max_packet_size != 0 && bytes.size() - before > st.max_packet_size) {
         // [MQTT-3.1.2-25] larger than the client accepts: discarded as if delivered.
         bytes.resize(before);
+        if (new_alias) {
+          st.aliases->forget(pub.topic);
+        }
         st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
         if (p->packet_id != 0) {
           too_large.push_back(p->packet_id);
@@ -313,6 +329,10 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   st.version = req.version;
   st.expiry = req.expiry;
   st.max_packet_size = req.max_packet_size;
+  st.aliases.reset();
+  if (req.topic_alias_maximum != 0) {
+    st.aliases = std::make_unique<topic_aliases>(req.topic_alias_maximum);
+  }
   st.s.set_receive_maximum(req.receive_maximum);
   if (st.will) {
     // [MQTT-3.1.3-9] the client is back before its will delay passed: no will.

@@ -214,3 +214,23 @@ def test_local_topic_reaches_local_subscribers_of_the_bare_topic(broker):
     assert pub.publish_acked("$local/" + topic, b"here").rc == 0
     p = sub.expect_publish()
     assert (p.topic, p.payload) == (topic, b"here")
+
+
+def test_outbound_topic_aliases_when_the_client_allows_them(broker):
+    b = broker()
+    t1, t2 = unique("oa1"), unique("oa2")
+    sub = raw5(b.port, props=[("topic_alias_maximum", 1)])
+    sub.subscribe([(t1, 0), (t2, 0)])
+    pub = raw5(b.port)
+    for t in (t1, t1, t2, t1):
+        pub.publish_acked(t, b"x")
+    got = [sub.expect_publish() for _ in range(4)]
+    assert [(p.topic, p.prop("topic_alias")) for p in got] == [
+        (t1, 1), ("", 1), (t2, None), ("", 1)]
+    # Without a Topic Alias Maximum the broker never uses aliases.
+    plain = raw5(b.port)
+    plain.subscribe([(t1, 0)])
+    pub.publish_acked(t1, b"y")
+    pub.publish_acked(t1, b"y")
+    assert [plain.expect_publish().prop("topic_alias") for _ in range(2)] == [None, None]
+
