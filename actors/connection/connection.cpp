@@ -53,12 +53,19 @@ bool is_v5(self_ptr self) {
   return self->state.version == protocol_version::v5;
 }
 
+void refuse_connect(self_ptr self, reason_code rc5, mqtt::connack_v3 rc3, const std::string& why);
+
 /// Closes the connection for a protocol violation; v5 clients get a DISCONNECT first.
 void violation(self_ptr self, reason_code rc, const std::string& why) {
   auto& st = self->state;
   st.ctx->stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("client {} ({}): {}, closing", st.client_id, st.io->peer(), why);
-  if ((st.ph == phase::connected || st.ph == phase::authenticating) && is_v5(self)) {
+  if (st.ph == phase::authenticating) {
+    // No CONNACK yet: the refusal is the CONNACK [MQTT-3.2.2-6].
+    refuse_connect(self, rc, mqtt::connack_v3::not_authorized, why);
+    return;
+  }
+  if (st.ph == phase::connected && is_v5(self)) {
     mqtt::disconnect d;
     d.reason = static_cast<std::uint8_t>(rc);
     d.props.reason_string = why;
