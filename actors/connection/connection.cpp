@@ -35,7 +35,7 @@ struct connection_state {
   std::string client_id;
   std::unique_ptr<mqtt::will> will;  // heap: most clients have none
   caf::actor session;
-  bool expiry_was_zero = true;        // v5: Session Expiry Interval of CONNECT was 0
+  bool expiry_was_zero = true;  // v5: Session Expiry Interval of CONNECT was 0
   std::unique_ptr<std::vector<std::string>> aliases;  // v5 inbound topic aliases, index alias-1
   std::unique_ptr<auth_state> auth;
   static inline const char* name = "connection";
@@ -148,8 +148,8 @@ mqtt::properties connack_properties(self_ptr self, const mqtt::connect& c, bool 
   const auto& cfg = self->state.ctx->cfg;
   mqtt::properties p;
   auto asked = c.props.session_expiry_interval.value_or(0);
-  auto granted = static_cast<std::uint32_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(expiry).count());
+  auto granted =
+      static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(expiry).count());
   if (granted != asked) {
     p.session_expiry_interval = granted;  // the server uses another value than asked
   }
@@ -290,7 +290,8 @@ void on_connect(self_ptr self, mqtt::connect& c) {
     if (!c.clean_start && c.version != protocol_version::v5) {
       // [MQTT-3.1.3-8] empty id needs a clean session.
       refuse_connect(self, reason_code::client_identifier_not_valid,
-                     mqtt::connack_v3::identifier_rejected, "empty client id without clean session");
+                     mqtt::connack_v3::identifier_rejected,
+                     "empty client id without clean session");
       return;
     }
     c.client_id = "tern-" + std::to_string(st.io->id()) + "-" +
@@ -317,8 +318,8 @@ void on_connect(self_ptr self, mqtt::connect& c) {
     const auto& method = *c.props.authentication_method;
     auto it = st.ctx->auth_methods.find(method);
     if (it == st.ctx->auth_methods.end()) {
-      refuse_connect(self, reason_code::bad_authentication_method,
-                     mqtt::connack_v3::not_authorized, "unsupported authentication method " + method);
+      refuse_connect(self, reason_code::bad_authentication_method, mqtt::connack_v3::not_authorized,
+                     "unsupported authentication method " + method);
       return;
     }
     st.auth = std::make_unique<auth_state>();
@@ -339,7 +340,8 @@ void on_auth(self_ptr self, const mqtt::auth& a) {
   auto& st = self->state;
   if (!st.auth || a.props.authentication_method != st.auth->method) {
     // [MQTT-4.12.0-1] [MQTT-4.12.1-1] AUTH without (or with another) method is an error.
-    violation(self, reason_code::protocol_error, "AUTH without the CONNECT's authentication method");
+    violation(self, reason_code::protocol_error,
+              "AUTH without the CONNECT's authentication method");
     return;
   }
   auto rc = static_cast<reason_code>(a.reason);
@@ -505,7 +507,8 @@ void on_disconnect(self_ptr self, const mqtt::disconnect& d) {
                caf::actor_cast<caf::actor>(self), ms);
   }
   // [MQTT-3.14.4-3] a clean DISCONNECT discards the will; v5 0x04 asks for it.
-  if (!is_v5(self) || d.reason != static_cast<std::uint8_t>(reason_code::disconnect_with_will_message)) {
+  if (!is_v5(self) ||
+      d.reason != static_cast<std::uint8_t>(reason_code::disconnect_with_will_message)) {
     st.will.reset();
   }
   st.ph = phase::closing;

@@ -34,7 +34,8 @@ class auth_exchange {
  public:
   virtual ~auth_exchange() = default;
   /// The client's CONNECT (or AUTH 0x19 for re-authentication) with its Authentication Data.
-  virtual auth_step start(const proto::mqtt::connect& c, const std::optional<std::string>& data) = 0;
+  virtual auth_step start(const proto::mqtt::connect& c,
+                          const std::optional<std::string>& data) = 0;
   /// The client's AUTH 0x18 (continue authentication) with its Authentication Data.
   virtual auth_step next(const std::optional<std::string>& data) = 0;
 };
