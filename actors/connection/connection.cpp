@@ -124,7 +124,8 @@ void publish_will(self_ptr self) {
     // [MQTT-3.1.3-9] the session holds it: published after the delay or when the session
     // ends, whichever comes first; dropped if the client reconnects before.
     self->send(st.session, will_atom::value, message_ptr{std::move(m)},
-               std::chrono::milliseconds(std::chrono::seconds(delay)));
+               std::chrono::milliseconds(std::chrono::seconds(delay)),
+               caf::actor_cast<caf::actor>(self));
     return;
   }
   spdlog::debug("client {}: publishing will on {}", st.client_id, m->topic);

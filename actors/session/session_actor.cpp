@@ -479,8 +479,13 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
         hand_back_shared(self, nullptr);
         self->quit();
       },
-      [=](will_atom, message_ptr& w, std::chrono::milliseconds delay) {
+      [=](will_atom, message_ptr& w, std::chrono::milliseconds delay, const caf::actor& from) {
         auto& st = self->state;
+        if (st.conn && st.conn != from) {
+          // A new connection took the session over before this one closed: the client is
+          // back, so the delayed will is already cancelled [MQTT-3.1.3-9].
+          return;
+        }
         st.will = std::move(w);
         self->delayed_send(self, delay, will_atom::value, ++st.will_generation);
       },

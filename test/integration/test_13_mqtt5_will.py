@@ -95,3 +95,31 @@ def test_normal_disconnect_discards_the_will(broker):
     c = raw5(b.port, will=will(topic))
     c.disconnect()
     watcher.expect_no_packet(0.5)
+
+
+def test_takeover_cancels_a_delayed_will(broker):
+    b = broker()
+    topic = unique("wt")
+    cid = unique("wtc")
+    watcher = raw5(b.port)
+    watcher.subscribe([(topic, 1)])
+    old = raw5(b.port, cid, props=[("session_expiry_interval", 60)], will=will(topic, delay=1))
+    new = RawClient5(b.port)
+    assert new.connect(cid, clean=False,
+                       props=[("session_expiry_interval", 60)]).session_present == 1
+    old.expect_disconnect(0x8E)
+    watcher.expect_no_packet(1.8)
+    new.disconnect()
+
+
+def test_takeover_publishes_an_undelayed_will(broker):
+    b = broker()
+    topic = unique("wu")
+    cid = unique("wuc")
+    watcher = raw5(b.port)
+    watcher.subscribe([(topic, 1)])
+    old = raw5(b.port, cid, props=[("session_expiry_interval", 60)], will=will(topic))
+    new = raw5(b.port, cid, clean=False, props=[("session_expiry_interval", 60)])
+    old.expect_disconnect(0x8E)
+    assert watcher.receive_publishes(1)[0].payload == b"gone"
+    new.disconnect()
