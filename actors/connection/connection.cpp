@@ -264,6 +264,7 @@ void apply_auth_step(self_ptr self, auth_step step) {
       }
       return;
     case auth_step::outcome::success:
+      st.auth->exchange.reset();  // done: a later AUTH 0x18 without 0x19 is an error
       if (st.ph == phase::authenticating) {
         auto c = st.auth->connect;
         st.auth->connect.password.reset();  // kept for re-authentication, without secrets
@@ -327,6 +328,11 @@ void on_connect(self_ptr self, mqtt::connect& c) {
     st.auth->method = method;
     st.auth->exchange = it->second();
     st.ph = phase::authenticating;
+    if (!st.auth->exchange) {
+      refuse_connect(self, reason_code::bad_authentication_method, mqtt::connack_v3::not_authorized,
+                     "authentication method " + method + " unavailable");
+      return;
+    }
     st.auth->id_assigned = id_assigned;
     st.auth->connect = std::move(c);
     const auto& conn = st.auth->connect;
@@ -350,6 +356,10 @@ void on_auth(self_ptr self, const mqtt::auth& a) {
     apply_auth_step(self, st.auth->exchange->next(a.props.authentication_data));
   } else if (rc == reason_code::re_authenticate && st.ph == phase::connected) {
     st.auth->exchange = st.ctx->auth_methods.at(st.auth->method)();
+    if (!st.auth->exchange) {
+      violation(self, reason_code::bad_authentication_method, "authentication method unavailable");
+      return;
+    }
     apply_auth_step(self, st.auth->exchange->start(st.auth->connect, a.props.authentication_data));
   } else {
     violation(self, reason_code::protocol_error, "unexpected AUTH reason code");
