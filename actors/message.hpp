@@ -19,6 +19,23 @@ struct message {
   std::string from;  ///< client id of the publisher ("" for the broker itself)
   std::chrono::steady_clock::time_point received_at{};
   proto::mqtt::properties props;  ///< v5 properties forwarded to subscribers
+  /// Actor id of the publisher's session (0: none); subscriptions with No Local skip it.
+  std::uint64_t from_session = 0;
+  /// Published to `$local/...`: for this node's subscribers only, never forwarded.
+  bool is_local = false;
+
+  /// When the Message Expiry Interval has passed; max() when the message never expires.
+  std::chrono::steady_clock::time_point expires_at() const {
+    if (!props.message_expiry_interval) {
+      return std::chrono::steady_clock::time_point::max();
+    }
+    return received_at + std::chrono::seconds(*props.message_expiry_interval);
+  }
+  /// [MQTT-3.3.2-5] an expired message is not delivered to subscribers that have not yet
+  /// started receiving it.
+  bool is_expired(std::chrono::steady_clock::time_point now) const {
+    return props.message_expiry_interval && now >= expires_at();
+  }
 };
 
 using message_ptr = std::shared_ptr<const message>;

@@ -45,6 +45,10 @@ class connection_access {
   connect_step on_auth(const proto::mqtt::auth& a);
   bool is_authenticating() const { return pending_ != nullptr; }
   std::unique_ptr<proto::mqtt::connect> take_connect() { return std::move(pending_); }
+  /// Whether the broker generated the client id (MQTT 5: Assigned Client Identifier), kept
+  /// across the AUTH exchange for the CONNACK.
+  void set_id_assigned(bool v) { id_assigned_ = v; }
+  bool id_assigned() const { return id_assigned_; }
 
   /// client.connected with the CONNACK code (0 accepted), also for refusals.
   void connected(std::uint8_t code) const;
@@ -76,6 +80,7 @@ class connection_access {
   const hooks::registry* hooks_;
   client_info info_;
   bool is_v5_ = false;
+  bool id_assigned_ = false;
   std::unique_ptr<acl_cache> cache_;
   std::unique_ptr<scram_server> scram_;
   std::unique_ptr<proto::mqtt::connect> pending_;

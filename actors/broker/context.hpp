@@ -14,6 +14,7 @@
 #include <caf/actor.hpp>
 
 #include "actors/config/config.hpp"
+#include "actors/connection/enhanced_auth.hpp"
 #include "actors/router/retain_store.hpp"
 #include "actors/router/route_table.hpp"
 #include "actors/store/store.hpp"
@@ -61,6 +62,8 @@ struct context {
   std::function<void(const std::string& filter, bool added)> route_changed;
   /// The cluster actor (claims client ids cluster-wide before a session opens); null alone.
   caf::actor cluster;
+  /// MQTT 5 enhanced authentication methods (AUTH); set before any listener starts.
+  connection::auth_methods auth_methods;
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a
   /// copy of the current handle (a short uncontended lock, off the per-message path).

@@ -2,6 +2,7 @@
 #include "actors/broker/dispatch.hpp"
 
 #include <algorithm>
+#include <random>
 #include <vector>
 
 #include "actors/broker/types.hpp"
@@ -15,6 +16,32 @@ struct target {
   session::delivery d;
 };
 
+std::uint32_t random_u32() {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  return static_cast<std::uint32_t>(rng());
+}
+
+router::share_pick make_pick(const context& ctx, const message& m) {
+  router::share_pick pick;
+  pick.strategy = router::share_strategy_from(ctx.cfg.mqtt5.shared_subscription_strategy);
+  pick.random = random_u32();
+  pick.publisher = m.from;
+  return pick;
+}
+
+session::delivery delivery_for(const message& m, const message_ptr& mp,
+                               const router::sub_options& opts, const router::share_key* key) {
+  session::delivery d{mp, std::min(m.q, opts.max_qos), opts.retain_as_published && m.retain, {},
+                      {}};
+  if (opts.subscription_id != 0) {
+    d.subscription_ids.push_back(opts.subscription_id);
+  }
+  if (key != nullptr) {
+    d.share = *key;
+  }
+  return d;
+}
+
 }  // namespace
 
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
@@ -26,15 +53,22 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
   }
   // Reused per thread: no allocation per publish once warmed up.
   thread_local std::vector<target> targets;
+  thread_local std::vector<target> shared;
   targets.clear();
-  ctx.routes.match(m->topic, [&](std::string_view, const auto& e) {
-    auto q = std::min(m->q, e.opts.max_qos);
-    session::delivery d{m, q, e.opts.retain_as_published && m->retain, {}};
-    if (e.opts.subscription_id != 0) {
-      d.subscription_ids.push_back(e.opts.subscription_id);
+  shared.clear();
+  auto plain = [&](std::string_view, const auto& e) {
+    // [MQTT-3.8.3-3] No Local: never back to the publisher's own session.
+    if (e.opts.no_local && m->from_session != 0 && e.sub.id() == m->from_session) {
+      return;
     }
-    targets.push_back(target{e.sub, std::move(d)});
-  });
+    targets.push_back(target{e.sub, delivery_for(*m, m, e.opts, nullptr)});
+  };
+  // [MQTT-4.8.2-4] each shared group gets the message once, at its member's QoS; shared
+  // copies are never merged with the session's other subscriptions.
+  auto one_of_group = [&](std::string_view, const auto& e, const router::share_key& key) {
+    shared.push_back(target{e.sub, delivery_for(*m, m, e.opts, &key)});
+  };
+  ctx.routes.match(m->topic, plain, make_pick(ctx, *m), one_of_group);
   if (targets.size() > 1) {
     // Merge overlapping subscriptions of one session into one delivery.
     std::sort(targets.begin(), targets.end(), [](const target& a, const target& b) {
@@ -58,12 +92,33 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
   for (auto& t : targets) {
     caf::anon_send(t.session, deliver_atom::value, std::move(t.d));
   }
-  auto n = targets.size();
+  for (auto& t : shared) {
+    caf::anon_send(t.session, deliver_atom::value, std::move(t.d));
+  }
+  auto n = targets.size() + shared.size();
   targets.clear();  // drop the session handles now, not at the next publish
-  if (!from_cluster && ctx.forward_remote) {
+  shared.clear();
+  if (!from_cluster && !m->is_local && ctx.forward_remote) {
     ctx.forward_remote(m);
   }
   return n;
+}
+
+}  // namespace tern::actors::broker
+
+namespace tern::actors::broker {
+
+bool redispatch_shared(context& ctx, const caf::actor& from, session::delivery d) {
+  if (!d.share || !d.msg) {
+    return false;
+  }
+  auto pick = make_pick(ctx, *d.msg);
+  auto key = d.share;
+  return ctx.routes.pick_member(*key, from, pick, [&](const auto& e) {
+    auto m = d.msg;
+    auto nd = delivery_for(*m, m, e.opts, &key);
+    caf::anon_send(e.sub, deliver_atom::value, std::move(nd));
+  });
 }
 
 }  // namespace tern::actors::broker

@@ -6,6 +6,11 @@
 
 #include "actors/broker/context.hpp"
 #include "actors/message.hpp"
+#include "actors/session/session.hpp"
+
+namespace caf {
+class actor;
+}
 
 namespace tern::actors::broker {
 
@@ -16,5 +21,11 @@ namespace tern::actors::broker {
 /// handed to the cluster (one copy per remote node with a matching route); one that arrived
 /// from another node (`from_cluster`) is delivered locally only, never forwarded again.
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster = false);
+
+/// Hands `d`, which came through shared subscription `*d.share` to the session `from`, to
+/// another member of that group (chosen by the configured strategy), because `from` left the
+/// group before the message was acknowledged. Returns false when no other member exists (the
+/// message is then lost, as for a group without subscribers).
+bool redispatch_shared(context& ctx, const caf::actor& from, session::delivery d);
 
 }  // namespace tern::actors::broker

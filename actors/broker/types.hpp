@@ -44,6 +44,9 @@ using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
 using handover_atom = caf::atom_constant<caf::atom("handover")>;
 using unclaim_atom = caf::atom_constant<caf::atom("unclaim")>;
+using will_atom = caf::atom_constant<caf::atom("will")>;
+// session manager and session: the client changed its Session Expiry Interval on DISCONNECT
+using set_expiry_atom = caf::atom_constant<caf::atom("setexpiry")>;
 // router
 using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
 using del_route_atom = caf::atom_constant<caf::atom("delroute")>;
@@ -59,7 +62,13 @@ struct open_request {
   proto::mqtt::protocol_version version = proto::mqtt::protocol_version::v3_1_1;
   caf::actor conn;
   conn_io_ptr io;
-  proto::mqtt::properties connack_props;  ///< e.g. enhanced authentication's final data
+  /// MQTT 5: CONNACK properties decided by the connection (the session writes the CONNACK).
+  proto::mqtt::properties connack_props;
+  /// MQTT 5: the client's Receive Maximum and Maximum Packet Size (0: not given).
+  std::uint32_t receive_maximum = 0;
+  std::uint32_t max_packet_size = 0;
+  /// MQTT 5: the client's Topic Alias Maximum (outbound aliases; 0: none).
+  std::uint16_t topic_alias_maximum = 0;
 };
 
 /// The session's answer to a connection that attached.
@@ -79,3 +88,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::router::sub_options)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::route_adds)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::message_ptr)

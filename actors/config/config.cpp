@@ -265,6 +265,21 @@ const std::map<std::string, setter>& schema() {
          }
          c.hooks.audit_events = std::move(v);
        }},
+      {"mqtt5.max_keepalive",
+       [](config& c, const toml::node& n) { c.mqtt5.max_keepalive = as_u32(n, 0, 65535); }},
+      {"mqtt5.topic_alias_maximum",
+       [](config& c, const toml::node& n) { c.mqtt5.topic_alias_maximum = as_u32(n, 0, 65535); }},
+      {"mqtt5.response_information",
+       [](config& c, const toml::node& n) { c.mqtt5.response_information = as_string(n); }},
+      {"mqtt5.shared_subscription_strategy",
+       [](config& c, const toml::node& n) {
+         auto v = as_string(n);
+         static const char* names[] = {"random", "round_robin", "sticky", "hash_clientid"};
+         if (std::find(std::begin(names), std::end(names), v) == std::end(names)) {
+           throw bad_value{"expected one of random, round_robin, sticky, hash_clientid"};
+         }
+         c.mqtt5.shared_subscription_strategy = v;
+       }},
   };
   return s;
 }
@@ -336,8 +351,8 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
     if (!t) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
-    static const char* sections[] = {"node", "log", "mqtt", "session", "cluster",
-                                     "auth", "acl",  "ban",  "hooks"};
+    static const char* sections[] = {"node", "log", "mqtt", "session", "mqtt5",
+                                     "cluster", "auth", "acl", "ban", "hooks"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {

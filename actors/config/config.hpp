@@ -108,6 +108,21 @@ struct hooks_config {
                                            "client.subscribe", "client.unsubscribe"};
 };
 
+/// MQTT 5 features and shared subscriptions ("[mqtt5]").
+struct mqtt5_config {
+  /// Largest keepalive a client may use, in seconds; a client asking for more (or for none)
+  /// is told this value as Server Keep Alive (MQTT 5) and held to it. 0: the client's choice.
+  std::uint32_t max_keepalive = 0;
+  /// Topic Alias Maximum offered to MQTT 5 clients (inbound aliases); 0 disables aliases.
+  std::uint32_t topic_alias_maximum = 64;
+  /// Prefix of the Response Information sent to a client that requests it (the client id is
+  /// appended); empty: none is sent.
+  std::string response_information;
+  /// How a message to a shared subscription group picks its member: "random", "round_robin",
+  /// "sticky" or "hash_clientid".
+  std::string shared_subscription_strategy = "random";
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -121,6 +136,7 @@ struct config {
   acl_config acl;
   ban_config ban;
   hooks_config hooks;
+  mqtt5_config mqtt5;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
 };

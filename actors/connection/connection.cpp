@@ -7,6 +7,7 @@
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
+#include "actors/connection/enhanced_auth.hpp"
 #include "proto/mqtt/topic.hpp"
 
 namespace tern::actors::connection {
@@ -17,7 +18,15 @@ namespace mqtt = proto::mqtt;
 using mqtt::protocol_version;
 using mqtt::reason_code;
 
-enum class phase : std::uint8_t { wait_connect, wait_auth, connecting, connected, closing };
+enum class phase : std::uint8_t { wait_connect, authenticating, connecting, connected, closing };
+
+/// MQTT 5 state that most connections never need (heap-allocated on first use).
+struct auth_state {
+  std::string method;
+  std::unique_ptr<auth_exchange> exchange;
+  mqtt::connect connect;  // the CONNECT being authenticated, then kept for re-authentication
+  bool id_assigned = false;
+};
 
 struct connection_state {
   broker::context_ptr ctx;
@@ -27,6 +36,9 @@ struct connection_state {
   std::string client_id;
   std::unique_ptr<mqtt::will> will;  // heap: most clients have none
   caf::actor session;
+  bool expiry_was_zero = true;  // v5: Session Expiry Interval of CONNECT was 0
+  std::unique_ptr<std::vector<std::string>> aliases;  // v5 inbound topic aliases, index alias-1
+  std::unique_ptr<auth_state> auth;
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
   static inline const char* name = "connection";
 };
@@ -43,14 +55,22 @@ bool is_v5(self_ptr self) {
   return self->state.version == protocol_version::v5;
 }
 
+void refuse_connect(self_ptr self, reason_code rc5, mqtt::connack_v3 rc3, const std::string& why);
+
 /// Closes the connection for a protocol violation; v5 clients get a DISCONNECT first.
 void violation(self_ptr self, reason_code rc, const std::string& why) {
   auto& st = self->state;
   st.ctx->stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("client {} ({}): {}, closing", st.client_id, st.io->peer(), why);
+  if (st.ph == phase::authenticating) {
+    // No CONNACK yet: the refusal is the CONNACK [MQTT-3.2.2-6].
+    refuse_connect(self, rc, mqtt::connack_v3::not_authorized, why);
+    return;
+  }
   if (st.ph == phase::connected && is_v5(self)) {
     mqtt::disconnect d;
     d.reason = static_cast<std::uint8_t>(rc);
+    d.props.reason_string = why;
     write(self, d);
   }
   st.ph = phase::closing;
@@ -60,6 +80,9 @@ void violation(self_ptr self, reason_code rc, const std::string& why) {
 void refuse_connect(self_ptr self, reason_code rc5, mqtt::connack_v3 rc3, const std::string& why) {
   mqtt::connack ack;
   ack.reason = is_v5(self) ? static_cast<std::uint8_t>(rc5) : static_cast<std::uint8_t>(rc3);
+  if (is_v5(self)) {
+    ack.props.reason_string = why;
+  }
   write(self, ack);
   spdlog::info("conn {} ({}): CONNECT refused: {}", self->state.io->id(), self->state.io->peer(),
                why);
@@ -67,8 +90,9 @@ void refuse_connect(self_ptr self, reason_code rc5, mqtt::connack_v3 rc3, const 
   self->state.io->close(why);
 }
 
-message_ptr make_message(self_ptr self, mqtt::publish&& p) {
+message_ptr make_message(self_ptr self, mqtt::publish&& p, bool is_local = false) {
   auto m = std::make_shared<message>();
+  m->is_local = is_local;
   m->topic = std::move(p.topic);
   m->payload = std::move(p.payload);
   m->q = p.q;
@@ -76,6 +100,10 @@ message_ptr make_message(self_ptr self, mqtt::publish&& p) {
   m->from = self->state.client_id;
   m->received_at = std::chrono::steady_clock::now();
   m->props = std::move(p.props);
+  m->props.topic_alias.reset();
+  if (self->state.session) {
+    m->from_session = self->state.session.id();
+  }
   return m;
 }
 
@@ -91,17 +119,182 @@ void publish_will(self_ptr self) {
   p.q = w->q;
   p.retain = w->retain;
   p.props = std::move(w->props);
-  spdlog::debug("client {}: publishing will on {}", st.client_id, p.topic);
-  broker::dispatch(*st.ctx, make_message(self, std::move(p)));
+  auto delay = p.props.will_delay_interval.value_or(0);
+  p.props.will_delay_interval.reset();  // not a PUBLISH property
+  auto m = make_message(self, std::move(p));
+  if (delay != 0 && st.session) {
+    // [MQTT-3.1.3-9] the session holds it: published after the delay or when the session
+    // ends, whichever comes first; dropped if the client reconnects before.
+    self->send(st.session, will_atom::value, message_ptr{std::move(m)},
+               std::chrono::milliseconds(std::chrono::seconds(delay)),
+               caf::actor_cast<caf::actor>(self));
+    return;
+  }
+  spdlog::debug("client {}: publishing will on {}", st.client_id, m->topic);
+  broker::dispatch(*st.ctx, m);
 }
 
-void open_session(self_ptr self, mqtt::connect& c, mqtt::properties connack_props);
+/// Session expiry granted to a client: MQTT 5 asks with a property (0 or absent: the session
+/// ends with the connection); 3.1.1 with Clean Session. Capped by the configured maximum.
+std::chrono::milliseconds session_expiry(const mqtt::connect& c, const config::config& cfg) {
+  if (c.version != protocol_version::v5) {
+    return c.clean_start ? std::chrono::milliseconds(0) : cfg.session.expiry_interval;
+  }
+  auto asked = c.props.session_expiry_interval.value_or(0);
+  auto ms = std::chrono::milliseconds(std::chrono::seconds(asked));
+  return std::min(ms, cfg.session.expiry_interval);
+}
 
-/// Applies an authentication step; true when it refused or challenged (CONNECT not done).
-bool apply_auth_step(self_ptr self, access::connect_step& step) {
+/// CONNACK properties of an accepted MQTT 5 client (spec 3.2.2.3).
+mqtt::properties connack_properties(self_ptr self, const mqtt::connect& c, bool id_assigned,
+                                    std::chrono::milliseconds expiry, std::uint16_t keep_alive) {
+  const auto& cfg = self->state.ctx->cfg;
+  mqtt::properties p;
+  auto asked = c.props.session_expiry_interval.value_or(0);
+  auto granted =
+      static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(expiry).count());
+  if (granted != asked) {
+    p.session_expiry_interval = granted;  // the server uses another value than asked
+  }
+  p.receive_maximum =
+      static_cast<std::uint16_t>(std::min<std::uint32_t>(cfg.session.max_awaiting_rel, 65535));
+  p.maximum_packet_size = cfg.mqtt.max_packet_size;
+  if (cfg.mqtt5.topic_alias_maximum != 0) {
+    p.topic_alias_maximum = static_cast<std::uint16_t>(cfg.mqtt5.topic_alias_maximum);
+  }
+  if (id_assigned) {
+    p.assigned_client_identifier = c.client_id;
+  }
+  if (keep_alive != c.keep_alive) {
+    p.server_keep_alive = keep_alive;
+  }
+  p.retain_available = 1;
+  p.wildcard_subscription_available = 1;
+  p.subscription_identifier_available = 1;
+  p.shared_subscription_available = 1;
+  if (c.props.request_response_information.value_or(0) == 1 &&
+      !cfg.mqtt5.response_information.empty()) {
+    p.response_information = cfg.mqtt5.response_information + c.client_id;
+  }
+  return p;
+}
+
+/// Sends AUTH (continue / success) with the exchange's method and data.
+void write_auth(self_ptr self, reason_code rc, const std::optional<std::string>& data) {
+  mqtt::auth a;
+  a.reason = static_cast<std::uint8_t>(rc);
+  a.props.authentication_method = self->state.auth->method;
+  a.props.authentication_data = data;
+  write(self, a);
+}
+
+/// The client is who it says: open (or resume) its session; the session sends the CONNACK.
+void accept_connect(self_ptr self, mqtt::connect& c, bool id_assigned,
+                    const std::optional<std::string>& auth_data,
+                    mqtt::properties access_props = {}) {
+  auto& st = self->state;
+  const auto& cfg = st.ctx->cfg;
+  st.client_id = c.client_id;
+  if (c.will_msg) {
+    st.will = std::make_unique<mqtt::will>(std::move(*c.will_msg));
+    c.will_msg.reset();
+  }
+  std::uint16_t keep_alive = c.keep_alive;
+  if (c.version == protocol_version::v5 && cfg.mqtt5.max_keepalive != 0 &&
+      (keep_alive == 0 || keep_alive > cfg.mqtt5.max_keepalive)) {
+    keep_alive = static_cast<std::uint16_t>(cfg.mqtt5.max_keepalive);  // Server Keep Alive
+  }
+  if (keep_alive != 0) {
+    auto ms = std::chrono::milliseconds(
+        static_cast<std::int64_t>(keep_alive * 1000.0 * cfg.mqtt.keepalive_backoff));
+    st.io->set_keepalive(ms);
+  } else {
+    st.io->set_keepalive(std::chrono::milliseconds(0));
+  }
+  st.ph = phase::connecting;
+  open_request req;
+  req.client_id = c.client_id;
+  req.clean_start = c.clean_start;
+  req.expiry = session_expiry(c, cfg);
+  req.version = c.version;
+  req.conn = caf::actor_cast<caf::actor>(self);
+  req.io = st.io;
+  if (c.version == protocol_version::v5) {
+    st.expiry_was_zero = c.props.session_expiry_interval.value_or(0) == 0;
+    req.connack_props = connack_properties(self, c, id_assigned, req.expiry, keep_alive);
+    if (st.auth) {
+      req.connack_props.authentication_method = st.auth->method;
+      req.connack_props.authentication_data = auth_data;
+    } else if (access_props.authentication_method) {
+      req.connack_props.authentication_method = std::move(access_props.authentication_method);
+      req.connack_props.authentication_data = std::move(access_props.authentication_data);
+    }
+    req.receive_maximum = c.props.receive_maximum.value_or(0);
+    req.max_packet_size = c.props.maximum_packet_size.value_or(0);
+    req.topic_alias_maximum = c.props.topic_alias_maximum.value_or(0);
+  }
+  // await: packets the client pipelines after CONNECT wait until the session is attached.
+  self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
+      .await(
+          [=](open_reply& r) {
+            auto& st = self->state;
+            if (st.ph != phase::connecting) {
+              return;  // closed meanwhile; the session saw the detach
+            }
+            st.session = std::move(r.session);
+            st.ph = phase::connected;
+            st.ctx->stats.connections.fetch_add(1, std::memory_order_relaxed);
+            if (st.access) {
+              st.access->connected(0);
+              if (!st.access->is_needed_after_connect()) {
+                st.access.reset();  // no ACL, no hooks: keep idle clients small
+              }
+            }
+            spdlog::debug("client {} connected from {} (v{}, session present {})", st.client_id,
+                          st.io->peer(), static_cast<int>(st.version), r.session_present);
+          },
+          [=](caf::error& e) {
+            refuse_connect(self, reason_code::server_unavailable,
+                           mqtt::connack_v3::server_unavailable,
+                           "session unavailable: " + self->system().render(e));
+          });
+}
+
+/// Applies one step of an enhanced authentication exchange (CONNECT or AUTH).
+void apply_auth_step(self_ptr self, auth_step step) {
+  auto& st = self->state;
+  switch (step.result) {
+    case auth_step::outcome::continue_auth:
+      write_auth(self, reason_code::continue_authentication, step.data);
+      return;
+    case auth_step::outcome::failure:
+      if (st.ph == phase::authenticating) {
+        refuse_connect(self, step.failure_reason, mqtt::connack_v3::not_authorized,
+                       "authentication failed");
+      } else {
+        violation(self, step.failure_reason, "re-authentication failed");
+      }
+      return;
+    case auth_step::outcome::success:
+      st.auth->exchange.reset();  // done: a later AUTH 0x18 without 0x19 is an error
+      if (st.ph == phase::authenticating) {
+        auto c = st.auth->connect;
+        st.auth->connect.password.reset();  // kept for re-authentication, without secrets
+        st.auth->connect.will_msg.reset();
+        accept_connect(self, c, st.auth->id_assigned, step.data);
+      } else {
+        write_auth(self, reason_code::success, step.data);
+      }
+      return;
+  }
+}
+
+/// Applies a step of the access layer (authentication chain, SCRAM-SHA-256 through AUTH);
+/// true when it refused or challenged (the CONNECT is not done yet).
+bool apply_access_step(self_ptr self, access::connect_step& step) {
   auto& st = self->state;
   if (step.k == access::connect_step::kind::challenge) {
-    st.ph = phase::wait_auth;
+    st.ph = phase::authenticating;
     write(self, step.auth);
     return true;
   }
@@ -123,22 +316,6 @@ bool apply_auth_step(self_ptr self, access::connect_step& step) {
   return true;
 }
 
-/// AUTH while CONNECT waits for an enhanced authentication exchange (MQTT 5).
-void on_auth(self_ptr self, mqtt::auth& a) {
-  auto& st = self->state;
-  if (st.ph != phase::wait_auth || !st.access) {
-    // Re-authentication after CONNACK is not supported.
-    violation(self, reason_code::protocol_error, "unexpected AUTH");
-    return;
-  }
-  auto step = st.access->on_auth(a);
-  if (apply_auth_step(self, step)) {
-    return;
-  }
-  auto c = st.access->take_connect();
-  open_session(self, *c, std::move(step.connack_props));
-}
-
 void on_connect(self_ptr self, mqtt::connect& c) {
   auto& st = self->state;
   if (st.ph != phase::wait_connect) {
@@ -149,15 +326,18 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   st.version = c.version;
   st.io->set_version(c.version);
   const auto& cfg = st.ctx->cfg;
+  bool id_assigned = false;
   if (c.client_id.empty()) {
     if (!c.clean_start && c.version != protocol_version::v5) {
       // [MQTT-3.1.3-8] empty id needs a clean session.
       refuse_connect(self, reason_code::client_identifier_not_valid,
-                     mqtt::connack_v3::identifier_rejected, "empty client id without clean session");
+                     mqtt::connack_v3::identifier_rejected,
+                     "empty client id without clean session");
       return;
     }
     c.client_id = "tern-" + std::to_string(st.io->id()) + "-" +
                   std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    id_assigned = true;  // [MQTT-3.2.2-16] v5: told in Assigned Client Identifier
   } else if (c.client_id.size() > cfg.mqtt.max_clientid_len) {
     refuse_connect(self, reason_code::client_identifier_not_valid,
                    mqtt::connack_v3::identifier_rejected, "client id too long");
@@ -168,119 +348,213 @@ void on_connect(self_ptr self, mqtt::connect& c) {
                    "invalid will topic");
     return;
   }
+  if (c.will_msg && c.will_msg->props.payload_format_indicator.value_or(0) == 1 &&
+      !mqtt::is_valid_utf8(c.will_msg->payload)) {
+    refuse_connect(self, reason_code::payload_format_invalid, mqtt::connack_v3::not_authorized,
+                   "will payload is not UTF-8");
+    return;
+  }
+  st.client_id = c.client_id;
+  if (c.version == protocol_version::v5 && c.props.authentication_method &&
+      st.ctx->auth_methods.count(*c.props.authentication_method) != 0) {
+    // A method registered with the connection's exchange seam (supports re-authentication).
+    const auto& method = *c.props.authentication_method;
+    auto it = st.ctx->auth_methods.find(method);
+    st.auth = std::make_unique<auth_state>();
+    st.auth->method = method;
+    st.auth->exchange = it->second();
+    st.ph = phase::authenticating;
+    if (!st.auth->exchange) {
+      refuse_connect(self, reason_code::bad_authentication_method, mqtt::connack_v3::not_authorized,
+                     "authentication method " + method + " unavailable");
+      return;
+    }
+    st.auth->id_assigned = id_assigned;
+    st.auth->connect = std::move(c);
+    const auto& conn = st.auth->connect;
+    apply_auth_step(self, st.auth->exchange->start(conn, conn.props.authentication_data));
+    return;
+  }
+  // The access layer: client.connect hook, the authentication chain, SCRAM-SHA-256 (AUTH),
+  // and refusal of any other authentication method (0x8C).
   st.access = std::make_unique<access::connection_access>(*st.ctx->access, st.ctx->hooks.get(),
                                                           st.io->peer());
+  st.access->set_id_assigned(id_assigned);
   auto step = st.access->on_connect(c);
-  if (!apply_auth_step(self, step)) {
-    open_session(self, c, std::move(step.connack_props));
+  if (!apply_access_step(self, step)) {
+    accept_connect(self, c, id_assigned, std::nullopt, std::move(step.connack_props));
   }
 }
 
-void open_session(self_ptr self, mqtt::connect& c, mqtt::properties connack_props) {
+/// AUTH from the client: continues an exchange, or starts re-authentication (0x19).
+void on_auth(self_ptr self, const mqtt::auth& a) {
   auto& st = self->state;
-  const auto& cfg = st.ctx->cfg;
-  st.client_id = c.client_id;
-  if (c.will_msg) {
-    st.will = std::make_unique<mqtt::will>(std::move(*c.will_msg));
+  if (st.ph == phase::authenticating && st.access && st.access->is_authenticating()) {
+    auto step = st.access->on_auth(a);
+    if (apply_access_step(self, step)) {
+      return;
+    }
+    auto c = st.access->take_connect();
+    accept_connect(self, *c, st.access->id_assigned(), std::nullopt,
+                   std::move(step.connack_props));
+    return;
   }
-  if (c.keep_alive != 0) {
-    auto ms = std::chrono::milliseconds(
-        static_cast<std::int64_t>(c.keep_alive * 1000.0 * cfg.mqtt.keepalive_backoff));
-    st.io->set_keepalive(ms);
+  if (!st.auth || a.props.authentication_method != st.auth->method) {
+    // [MQTT-4.12.0-1] [MQTT-4.12.1-1] AUTH without (or with another) method is an error.
+    violation(self, reason_code::protocol_error,
+              "AUTH without the CONNECT's authentication method");
+    return;
+  }
+  auto rc = static_cast<reason_code>(a.reason);
+  if (rc == reason_code::continue_authentication && st.auth->exchange) {
+    apply_auth_step(self, st.auth->exchange->next(a.props.authentication_data));
+  } else if (rc == reason_code::re_authenticate && st.ph == phase::connected) {
+    st.auth->exchange = st.ctx->auth_methods.at(st.auth->method)();
+    if (!st.auth->exchange) {
+      violation(self, reason_code::bad_authentication_method, "authentication method unavailable");
+      return;
+    }
+    apply_auth_step(self, st.auth->exchange->start(st.auth->connect, a.props.authentication_data));
   } else {
-    st.io->set_keepalive(std::chrono::milliseconds(0));
+    violation(self, reason_code::protocol_error, "unexpected AUTH reason code");
   }
-  st.ph = phase::connecting;
-  open_request req;
-  req.client_id = c.client_id;
-  req.clean_start = c.clean_start;
-  req.expiry = c.clean_start ? std::chrono::milliseconds(0) : cfg.session.expiry_interval;
-  req.version = c.version;
-  req.conn = caf::actor_cast<caf::actor>(self);
-  req.io = st.io;
-  req.connack_props = std::move(connack_props);
-  // await: packets the client pipelines after CONNECT wait until the session is attached.
-  self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
-      .await(
-          [=](open_reply& r) {
-            auto& st = self->state;
-            if (st.ph != phase::connecting) {
-              return;  // closed meanwhile; the session saw the detach
-            }
-            st.session = std::move(r.session);
-            st.ph = phase::connected;
-            st.ctx->stats.connections.fetch_add(1, std::memory_order_relaxed);
-            st.access->connected(0);
-            if (!st.access->is_needed_after_connect()) {
-              st.access.reset();  // no ACL, no hooks: keep idle clients small
-            }
-            spdlog::debug("client {} connected from {} (v{}, session present {})", st.client_id,
-                          st.io->peer(), static_cast<int>(st.version), r.session_present);
-          },
-          [=](caf::error& e) {
-            refuse_connect(self, reason_code::server_unavailable,
-                           mqtt::connack_v3::server_unavailable,
-                           "session unavailable: " + self->system().render(e));
-          });
+}
+
+/// v5 Topic Alias of an inbound PUBLISH [MQTT-3.3.2-12]: a topic with an alias defines it,
+/// an empty topic uses it. Returns false after closing the connection.
+bool resolve_alias(self_ptr self, mqtt::publish& p) {
+  auto& st = self->state;
+  auto alias = *p.props.topic_alias;
+  p.props.topic_alias.reset();
+  auto max = st.ctx->cfg.mqtt5.topic_alias_maximum;
+  if (alias == 0 || alias > max) {
+    violation(self, reason_code::topic_alias_invalid, "topic alias out of range");
+    return false;
+  }
+  if (!st.aliases) {
+    st.aliases = std::make_unique<std::vector<std::string>>(max);
+  }
+  auto& slot = (*st.aliases)[alias - 1];
+  if (!p.topic.empty()) {
+    slot = p.topic;
+    return true;
+  }
+  if (slot.empty()) {
+    violation(self, reason_code::protocol_error, "unknown topic alias");
+    return false;
+  }
+  p.topic = slot;
+  return true;
+}
+
+/// Why an inbound PUBLISH is not routed (success: it is).
+reason_code check_publish(self_ptr self, const mqtt::publish& p) {
+  // Clients may not publish into the broker's own $SYS tree.
+  if (p.topic.compare(0, 5, "$SYS/") == 0 || p.topic == "$SYS") {
+    return reason_code::not_authorized;
+  }
+  // [MQTT-3.3.2-4] the indicator promises UTF-8: the broker checks before passing it on.
+  if (is_v5(self) && p.props.payload_format_indicator.value_or(0) == 1 &&
+      !mqtt::is_valid_utf8(p.payload)) {
+    return reason_code::payload_format_invalid;
+  }
+  return reason_code::success;
+}
+
+/// Routes an accepted PUBLISH. `$local/t` goes to this node's subscribers of `t` only.
+std::size_t route(self_ptr self, mqtt::publish&& p) {
+  bool is_local = false;
+  if (auto t = mqtt::strip_local(p.topic)) {
+    p.topic = std::string(*t);
+    is_local = true;
+  }
+  return broker::dispatch(*self->state.ctx, make_message(self, std::move(p), is_local));
+}
+
+/// Reason code of PUBACK / PUBREC for a message that was accepted: v5 says when nobody got it.
+std::uint8_t ack_reason(self_ptr self, reason_code check, std::size_t receivers) {
+  if (!is_v5(self)) {
+    return 0;
+  }
+  if (check != reason_code::success) {
+    return static_cast<std::uint8_t>(check);
+  }
+  return static_cast<std::uint8_t>(receivers == 0 ? reason_code::no_matching_subscribers
+                                                  : reason_code::success);
 }
 
 void on_publish(self_ptr self, mqtt::publish& p) {
   auto& st = self->state;
+  if (is_v5(self)) {
+    if (p.props.topic_alias && !resolve_alias(self, p)) {
+      return;
+    }
+    if (!p.props.subscription_identifiers.empty()) {
+      // [MQTT-3.3.4-6] only the server sends Subscription Identifiers.
+      violation(self, reason_code::protocol_error, "PUBLISH with a subscription identifier");
+      return;
+    }
+  }
   if (!mqtt::is_valid_topic_name(p.topic)) {
     violation(self, reason_code::topic_name_invalid, "invalid topic name in PUBLISH");
     return;
   }
   st.ctx->stats.messages_received.fetch_add(1, std::memory_order_relaxed);
-  // Clients may not publish into the broker's own $SYS tree.
-  bool allowed = p.topic.compare(0, 5, "$SYS/") != 0 && p.topic != "$SYS";
-  // ACL: a denied message is dropped (3.x: still acknowledged; 5.0: reason 0x87).
-  if (allowed && st.access &&
-      !st.access->allow_publish(p.topic, static_cast<std::uint8_t>(p.q))) {
-    allowed = false;
-    st.ctx->stats.acl_denied.fetch_add(1, std::memory_order_relaxed);
-    spdlog::debug("client {}: publish to {} denied by ACL", st.client_id, p.topic);
-  } else if (allowed && st.access) {
-    st.access->published(p.topic, static_cast<std::uint8_t>(p.q));
+  auto check = check_publish(self, p);
+  // ACL: a denied message is not routed (3.x: still acknowledged; 5.0: reason 0x87).
+  if (check == reason_code::success && st.access) {
+    if (!st.access->allow_publish(p.topic, static_cast<std::uint8_t>(p.q))) {
+      check = reason_code::not_authorized;
+      st.ctx->stats.acl_denied.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("client {}: publish to {} denied by ACL", st.client_id, p.topic);
+    } else {
+      st.access->published(p.topic, static_cast<std::uint8_t>(p.q));
+    }
   }
   auto id = p.packet_id;
   switch (p.q) {
     case mqtt::qos::at_most_once:
-      if (allowed) {
-        broker::dispatch(*st.ctx, make_message(self, std::move(p)));
+      if (check == reason_code::payload_format_invalid) {
+        violation(self, check, "PUBLISH payload is not UTF-8");
+      } else if (check == reason_code::success) {
+        route(self, std::move(p));
       }
       break;
     case mqtt::qos::at_least_once: {
-      if (allowed) {
-        broker::dispatch(*st.ctx, make_message(self, std::move(p)));
+      std::size_t n = 0;
+      if (check == reason_code::success) {
+        n = route(self, std::move(p));
       }
       mqtt::puback ack;
       ack.packet_id = id;
-      if (!allowed && is_v5(self)) {
-        ack.reason = static_cast<std::uint8_t>(reason_code::not_authorized);
-      }
+      ack.reason = ack_reason(self, check, n);
       write(self, ack);
       break;
     }
     case mqtt::qos::exactly_once: {
       // The session remembers ids awaiting PUBREL across reconnects: a resent PUBLISH
       // (DUP) is acknowledged but not routed twice. await keeps packet order.
-      auto msg = allowed ? make_message(self, std::move(p)) : message_ptr{};
+      auto msg = std::make_shared<mqtt::publish>(std::move(p));
       self->request(st.session, caf::infinite, await_rel_atom::value, id)
           .await(
               [=](std::uint8_t result) {
                 auto r = static_cast<session::rel_result>(result);
                 if (r == session::rel_result::full) {
+                  // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
                   violation(self, reason_code::receive_maximum_exceeded,
                             "too many QoS 2 messages awaiting PUBREL");
                   return;
                 }
-                if (r == session::rel_result::fresh && msg) {
-                  broker::dispatch(*self->state.ctx, msg);
+                std::size_t n = 1;  // a duplicate was routed before
+                if (r == session::rel_result::fresh && check == reason_code::success) {
+                  n = route(self, std::move(*msg));
                 }
                 mqtt::pubrec rec;
                 rec.packet_id = id;
-                if (!msg && is_v5(self)) {
-                  rec.reason = static_cast<std::uint8_t>(reason_code::not_authorized);
+                rec.reason = ack_reason(self, check, n);
+                if (check != reason_code::success) {
+                  // A failed PUBREC ends the exchange [MQTT-4.3.3-4]: no PUBREL will come.
+                  self->send(self->state.session, release_atom::value, id);
                 }
                 write(self, rec);
               },
@@ -288,6 +562,71 @@ void on_publish(self_ptr self, mqtt::publish& p) {
       break;
     }
   }
+}
+
+/// MQTT 5 DISCONNECT from the client: its reason decides the will, its Session Expiry
+/// Interval may change the session's lifetime [MQTT-3.14.2-2].
+void on_disconnect(self_ptr self, const mqtt::disconnect& d) {
+  auto& st = self->state;
+  if (is_v5(self) && d.props.session_expiry_interval) {
+    auto asked = *d.props.session_expiry_interval;
+    if (st.expiry_was_zero && asked != 0) {
+      // [MQTT-3.14.2-2] from 0 to non-zero is a protocol error (and the will is published).
+      violation(self, reason_code::protocol_error, "session expiry set on DISCONNECT after 0");
+      return;
+    }
+    auto ms = std::min(std::chrono::milliseconds(std::chrono::seconds(asked)),
+                       st.ctx->cfg.session.expiry_interval);
+    // Sent before the detach (on close), so the manager sees it first.
+    self->send(st.ctx->sessions(), set_expiry_atom::value, st.client_id,
+               caf::actor_cast<caf::actor>(self), ms);
+  }
+  // [MQTT-3.14.4-3] a clean DISCONNECT discards the will; v5 0x04 asks for it.
+  if (!is_v5(self) ||
+      d.reason != static_cast<std::uint8_t>(reason_code::disconnect_with_will_message)) {
+    st.will.reset();
+  }
+  st.ph = phase::closing;
+  st.io->close("client sent DISCONNECT", false);
+}
+
+void on_pubrel(self_ptr self, const mqtt::pubrel& p) {
+  auto& st = self->state;
+  auto id = p.packet_id;
+  if (!is_v5(self)) {
+    self->send(st.session, release_atom::value, id);
+    mqtt::pubcomp comp;
+    comp.packet_id = id;
+    write(self, comp);
+    return;
+  }
+  // v5: PUBCOMP says whether the id was known (0x92 otherwise).
+  self->request(st.session, caf::infinite, release_atom::value, id, true)
+      .await(
+          [=](bool known) {
+            mqtt::pubcomp comp;
+            comp.packet_id = id;
+            if (!known) {
+              comp.reason = static_cast<std::uint8_t>(reason_code::packet_identifier_not_found);
+            }
+            write(self, comp);
+          },
+          [=](caf::error&) { violation(self, reason_code::unspecified_error, "session lost"); });
+}
+
+/// v5 SUBSCRIBE checks that the codec cannot make.
+bool check_subscribe(self_ptr self, const mqtt::subscribe& p) {
+  if (!is_v5(self)) {
+    return true;
+  }
+  for (auto& s : p.subscriptions) {
+    if (s.no_local && s.filter.compare(0, 7, "$queue/") == 0) {
+      // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+      violation(self, reason_code::protocol_error, "No Local on a shared subscription");
+      return false;
+    }
+  }
+  return true;
 }
 
 void on_packet(self_ptr self, mqtt::packet& pkt) {
@@ -301,10 +640,10 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
     st.io->close("first packet is not CONNECT");
     return;
   }
-  if (st.ph == phase::wait_auth && !std::holds_alternative<mqtt::auth>(pkt)) {
-    // [MQTT-4.12.0-4] only AUTH may follow a CONNECT until the exchange completes.
-    st.ph = phase::closing;
-    st.io->close("packet other than AUTH during authentication");
+  if (st.ph == phase::authenticating && !std::holds_alternative<mqtt::auth>(pkt) &&
+      !std::holds_alternative<mqtt::disconnect>(pkt)) {
+    // [MQTT-3.1.2-30] only AUTH or DISCONNECT until the CONNACK.
+    violation(self, reason_code::protocol_error, "packet before authentication completed");
     return;
   }
   std::visit(
@@ -321,14 +660,13 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
         } else if constexpr (std::is_same_v<T, mqtt::pubcomp>) {
           self->send(st.session, pubcomp_atom::value, p.packet_id);
         } else if constexpr (std::is_same_v<T, mqtt::pubrel>) {
-          self->send(st.session, release_atom::value, p.packet_id);
-          mqtt::pubcomp comp;
-          comp.packet_id = p.packet_id;
-          write(self, comp);
+          on_pubrel(self, p);
         } else if constexpr (std::is_same_v<T, mqtt::subscribe>) {
+          if (!check_subscribe(self, p)) {
+            return;
+          }
           // ACL: denied filters get 0x80 (3.x) / 0x87 (5.0) in the SUBACK the session sends.
-          auto denied =
-              st.access ? st.access->check_subscribe(p) : std::vector<std::uint8_t>{};
+          auto denied = st.access ? st.access->check_subscribe(p) : std::vector<std::uint8_t>{};
           if (denied.empty()) {
             self->send(st.session, subscribe_atom::value, std::move(p));
           } else {
@@ -340,15 +678,12 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
             st.access->unsubscribing(p);
           }
           self->send(st.session, unsub_atom::value, std::move(p));
-        } else if constexpr (std::is_same_v<T, mqtt::auth>) {
-          on_auth(self, p);
         } else if constexpr (std::is_same_v<T, mqtt::pingreq>) {
           write(self, mqtt::pingresp{});
         } else if constexpr (std::is_same_v<T, mqtt::disconnect>) {
-          // [MQTT-3.14.4-3] a clean DISCONNECT discards the will.
-          st.will.reset();
-          st.ph = phase::closing;
-          st.io->close("client sent DISCONNECT", false);
+          on_disconnect(self, p);
+        } else if constexpr (std::is_same_v<T, mqtt::auth>) {
+          on_auth(self, p);
         } else {
           violation(self, reason_code::protocol_error,
                     std::string("unexpected ") + mqtt::to_string(mqtt::type_of(pkt)));

@@ -16,16 +16,17 @@ void retain_store::put(const message_ptr& m) {
 
 std::vector<message_ptr> retain_store::match(std::string_view filter) const {
   std::vector<message_ptr> out;
+  auto now = std::chrono::steady_clock::now();
   std::lock_guard lock{mtx_};
   if (!proto::mqtt::has_wildcards(filter)) {
     auto it = by_topic_.find(filter);
-    if (it != by_topic_.end()) {
+    if (it != by_topic_.end() && !it->second->is_expired(now)) {
       out.push_back(it->second);
     }
     return out;
   }
   for (auto& [topic, m] : by_topic_) {
-    if (proto::mqtt::topic_matches(filter, topic)) {
+    if (proto::mqtt::topic_matches(filter, topic) && !m->is_expired(now)) {
       out.push_back(m);
     }
   }

@@ -18,7 +18,8 @@ class retain_store {
   /// [MQTT-3.3.1-10], [MQTT-3.3.1-11].
   void put(const message_ptr& m);
 
-  /// Retained messages whose topic matches `filter`, in topic order.
+  /// Retained messages whose topic matches `filter`, in topic order; expired ones are left out
+  /// [MQTT-3.3.2-5].
   std::vector<message_ptr> match(std::string_view filter) const;
 
   std::size_t size() const;

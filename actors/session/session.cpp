@@ -5,7 +5,11 @@
 
 namespace tern::actors::session {
 
-session::session(const settings& s) : cfg_(s) {}
+session::session(const settings& s) : cfg_(s), window_(s.max_inflight) {}
+
+void session::set_receive_maximum(std::uint32_t n) {
+  window_ = n == 0 ? cfg_.max_inflight : std::min(cfg_.max_inflight, n);
+}
 
 void session::resume(clock::time_point now, out_list& out) {
   online_ = true;
@@ -22,13 +26,17 @@ void session::resume(clock::time_point now, out_list& out) {
 }
 
 deliver_result session::deliver(delivery d, clock::time_point now, out_list& out) {
+  if (d.msg && d.msg->is_expired(now)) {
+    ++expired_;
+    return deliver_result::dropped;
+  }
   if (online_) {
     if (d.q == qos::at_most_once) {
       out.emplace_back(out_publish{0, false, std::move(d)});
       return deliver_result::sent;
     }
     // Keep order: while older messages wait in the queue, new ones queue behind them.
-    if (inflight_.size() < cfg_.max_inflight && queue_size() == 0) {
+    if (inflight_.size() < window_ && queue_size() == 0) {
       send_new(std::move(d), now, out);
       return deliver_result::sent;
     }
@@ -81,10 +89,16 @@ void session::drain(clock::time_point now, out_list& out) {
   auto& q = *queue_;
   while (!q.empty()) {
     auto& front = q.front();
-    if (front.q == qos::at_most_once) {
+    if (front.msg && front.msg->is_expired(now)) {
+      // [MQTT-3.3.2-5] expired while queued: never sent.
+      ++expired_;
+      if (front.q == qos::at_most_once) {
+        --queued_qos0_;
+      }
+    } else if (front.q == qos::at_most_once) {
       --queued_qos0_;
       out.emplace_back(out_publish{0, false, std::move(front)});
-    } else if (inflight_.size() < cfg_.max_inflight) {
+    } else if (inflight_.size() < window_) {
       send_new(std::move(front), now, out);
     } else {
       break;
@@ -162,6 +176,48 @@ bool session::on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out)
   erase(id);
   drain(now, out);
   return true;
+}
+
+bool session::discard(std::uint16_t id, clock::time_point now, out_list& out) {
+  if (find(id) == nullptr) {
+    return false;
+  }
+  erase(id);
+  drain(now, out);
+  return true;
+}
+
+std::vector<delivery> session::take_shared(const std::string* key) {
+  std::vector<delivery> out;
+  auto wanted = [key](const delivery& d) {
+    return d.share && d.msg && (key == nullptr || *d.share == *key);
+  };
+  for (auto i = inflight_.begin(); i != inflight_.end();) {
+    if (i->ph != phase::wait_pubcomp && wanted(i->d)) {
+      out.push_back(std::move(i->d));
+      i = inflight_.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  if (queue_) {
+    auto& q = *queue_;
+    for (auto i = q.begin(); i != q.end();) {
+      if (wanted(*i)) {
+        if (i->q == qos::at_most_once) {
+          --queued_qos0_;
+        }
+        out.push_back(std::move(*i));
+        i = q.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    if (q.empty()) {
+      queue_.reset();
+    }
+  }
+  return out;
 }
 
 void session::retry(clock::time_point now, out_list& out) {

@@ -32,10 +32,22 @@ struct settings {
 
 /// One message on its way to this session's client.
 struct delivery {
+  delivery() = default;
+  delivery(message_ptr m, qos q_, bool retain_ = false, std::vector<std::uint32_t> ids = {},
+           std::shared_ptr<const std::string> share_ = {})
+      : msg(std::move(m)),
+        q(q_),
+        retain(retain_),
+        subscription_ids(std::move(ids)),
+        share(std::move(share_)) {}
+
   message_ptr msg;
   qos q = qos::at_most_once;  ///< min(publish QoS, granted QoS)
   bool retain = false;        ///< retain flag as sent to this subscriber
   std::vector<std::uint32_t> subscription_ids;
+  /// Set when the message came through a shared subscription ("$share/g/f" / "$queue/f"):
+  /// such a message goes back to the group when this session leaves it before acknowledging.
+  std::shared_ptr<const std::string> share;
 };
 
 /// A PUBLISH to write. QoS 0 deliveries have packet_id 0.
@@ -74,6 +86,10 @@ class session {
   /// PUBREL), then fills the window from the queue. [MQTT-4.4.0-1]
   void resume(clock::time_point now, out_list& out);
 
+  /// The client's Receive Maximum: at most this many QoS 1/2 messages unacknowledged at once
+  /// (never more than settings::max_inflight). 0 or 65535: no limit from the client.
+  void set_receive_maximum(std::uint32_t n);
+
   /// The client's connection ended. Inflight messages stay inflight; new ones queue.
   void pause() { online_ = false; }
   bool is_online() const { return online_; }
@@ -86,6 +102,15 @@ class session {
   bool on_puback(std::uint16_t id, clock::time_point now, out_list& out);
   bool on_pubrec(std::uint16_t id, clock::time_point now, out_list& out);
   bool on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out);
+
+  /// Forgets inflight message `id` as if the client had completed it (a message the client
+  /// cannot take, e.g. larger than its Maximum Packet Size). Refills the window.
+  bool discard(std::uint16_t id, clock::time_point now, out_list& out);
+
+  /// Removes and returns the messages that came through shared subscription `key` (every
+  /// shared subscription when `key` is null) and are queued or inflight before PUBREC, so they
+  /// can go to another member of the group. Messages past PUBREC stay: the client has them.
+  std::vector<delivery> take_shared(const std::string* key);
 
   /// Resends (with DUP) whatever has waited retry_interval since it was last sent.
   void retry(clock::time_point now, out_list& out);
@@ -118,6 +143,8 @@ class session {
   std::size_t queue_size() const { return queue_ ? queue_->size() : 0; }
   std::size_t awaiting_rel_size() const { return awaiting_rel_.size(); }
   std::uint64_t dropped() const { return dropped_; }
+  /// Messages that expired before they could be sent.
+  std::uint64_t expired() const { return expired_; }
 
  private:
   enum class phase : std::uint8_t { wait_puback, wait_pubrec, wait_pubcomp };
@@ -139,6 +166,8 @@ class session {
   bool online_ = false;
   std::uint16_t last_id_ = 0;
   std::uint64_t dropped_ = 0;
+  std::uint64_t expired_ = 0;
+  std::uint32_t window_ = 0;  // min(max_inflight, client's receive maximum)
   std::size_t queued_qos0_ = 0;
   std::vector<inflight_entry> inflight_;  // in send order; small (<= max_inflight)
   // Allocated on first use: an empty std::deque costs ~600 bytes, too much per idle client.

@@ -5,9 +5,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/hooks/hooks.hpp"
+#include "actors/session/topic_alias.hpp"
 #include "proto/mqtt/codec.hpp"
 #include "proto/mqtt/topic.hpp"
 
@@ -29,6 +31,10 @@ struct session_actor_state {
   bool retry_scheduled = false;
   std::chrono::milliseconds expiry{0};  // session lifetime after disconnect
   clock::time_point detached_at{};
+  std::uint32_t max_packet_size = 0;  // the client's Maximum Packet Size, 0: none
+  std::unique_ptr<topic_aliases> aliases;  // outbound, per connection; only if the client wants
+  message_ptr will;                   // a delayed will, published unless the client returns
+  std::uint64_t will_generation = 0;
   static inline const char* name = "session";
 };
 
@@ -66,6 +72,23 @@ void schedule_retry(self_ptr self) {
   }
 }
 
+/// Fills the v5-only fields of an outgoing PUBLISH: the publisher's properties, this
+/// subscriber's subscription identifiers and the expiry time left.
+void set_v5_props(const out_publish& p, clock::time_point now, mqtt::publish& pub) {
+  const auto& m = *p.d.msg;
+  if (m.props.empty() && p.d.subscription_ids.empty()) {
+    return;
+  }
+  pub.props = m.props;
+  pub.props.subscription_identifiers = p.d.subscription_ids;
+  pub.props.topic_alias.reset();
+  if (m.props.message_expiry_interval) {
+    // [MQTT-3.3.2-6] the subscriber gets the time that is left.
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(m.expires_at() - now).count();
+    pub.props.message_expiry_interval = static_cast<std::uint32_t>(std::max<long long>(left, 1));
+  }
+}
+
 void write_out(self_ptr self, out_list& out) {
   auto& st = self->state;
   if (out.empty()) {
@@ -77,6 +100,8 @@ void write_out(self_ptr self, out_list& out) {
   }
   std::string bytes;
   std::size_t sent = 0;
+  std::vector<std::uint16_t> too_large;
+  auto now = clock::now();
   for (auto& o : out) {
     if (auto* p = std::get_if<out_publish>(&o)) {
       if (p->d.q == qos::at_most_once && st.io->is_congested()) {
@@ -99,11 +124,34 @@ void write_out(self_ptr self, out_list& out) {
       pub.packet_id = p->packet_id;
       pub.topic = p->d.msg->topic;
       pub.payload = p->d.msg->payload;
+      bool new_alias = false;
       if (st.version == mqtt::protocol_version::v5) {
-        pub.props = p->d.msg->props;
-        pub.props.subscription_identifiers = p->d.subscription_ids;
+        set_v5_props(*p, now, pub);
+        if (st.aliases) {
+          auto use = st.aliases->for_topic(pub.topic);
+          new_alias = use.alias != 0 && use.send_topic;
+          if (use.alias != 0) {
+            pub.props.topic_alias = use.alias;
+            if (!use.send_topic) {
+              pub.topic.clear();
+            }
+          }
+        }
       }
+      auto before = bytes.size();
       mqtt::encode(pub, st.version, bytes);
+      if (st.max_packet_size != 0 && bytes.size() - before > st.max_packet_size) {
+        // [MQTT-3.1.2-25] larger than the client accepts: discarded as if delivered.
+        bytes.resize(before);
+        if (new_alias) {
+          st.aliases->forget(pub.topic);
+        }
+        st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+        if (p->packet_id != 0) {
+          too_large.push_back(p->packet_id);
+        }
+        continue;
+      }
       ++sent;
     } else {
       mqtt::pubrel rel;
@@ -113,7 +161,16 @@ void write_out(self_ptr self, out_list& out) {
   }
   out.clear();
   st.ctx->stats.messages_sent.fetch_add(sent, std::memory_order_relaxed);
-  st.io->send(std::move(bytes));
+  if (!bytes.empty()) {
+    st.io->send(std::move(bytes));
+  }
+  for (auto id : too_large) {
+    st.s.discard(id, now, out);
+  }
+  if (!out.empty()) {
+    write_out(self, out);
+    return;
+  }
   schedule_retry(self);
 }
 
@@ -149,6 +206,36 @@ void unroute_all(self_ptr self) {
              caf::actor_cast<caf::actor>(self));
 }
 
+/// Gives this session's unacknowledged messages of shared subscription `key` (all shared
+/// subscriptions when null) to other members of their groups.
+void hand_back_shared(self_ptr self, const std::string* key) {
+  auto& st = self->state;
+  auto taken = st.s.take_shared(key);
+  auto me = caf::actor_cast<caf::actor>(self);
+  std::size_t lost = 0;
+  for (auto& d : taken) {
+    if (!broker::redispatch_shared(*st.ctx, me, std::move(d))) {
+      ++lost;
+    }
+  }
+  if (!taken.empty()) {
+    spdlog::debug("session {}: {} shared messages handed to other members, {} without one",
+                  st.client_id, taken.size() - lost, lost);
+  }
+  if (lost != 0) {
+    st.ctx->stats.messages_dropped.fetch_add(lost, std::memory_order_relaxed);
+  }
+}
+
+void publish_will(self_ptr self) {
+  auto& st = self->state;
+  if (st.will) {
+    auto w = std::move(st.will);
+    spdlog::debug("session {}: publishing delayed will on {}", st.client_id, w->topic);
+    broker::dispatch(*st.ctx, w);
+  }
+}
+
 std::uint8_t failure_code(self_ptr self, mqtt::reason_code rc) {
   return self->state.version == mqtt::protocol_version::v5 ? static_cast<std::uint8_t>(rc) : 0x80;
 }
@@ -172,11 +259,6 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
       ack.reasons.push_back(failure_code(self, mqtt::reason_code::topic_filter_invalid));
       continue;
     }
-    if (parsed->share_group) {
-      ack.reasons.push_back(
-          failure_code(self, mqtt::reason_code::shared_subscriptions_not_supported));
-      continue;
-    }
     bool exists = st.subs.count(sub.filter) != 0;
     if (!exists && cfg.session.max_subscriptions != 0 &&
         st.subs.size() >= cfg.session.max_subscriptions) {
@@ -198,7 +280,9 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
       a.qos = static_cast<std::uint8_t>(opts.max_qos);
     });
     ack.reasons.push_back(static_cast<std::uint8_t>(opts.max_qos));
-    if (sub.retain_handling == 0 || (sub.retain_handling == 1 && !exists)) {
+    // [MQTT-3.8.4-4] no retained messages for a shared subscription.
+    if (!parsed->share_group &&
+        (sub.retain_handling == 0 || (sub.retain_handling == 1 && !exists))) {
       retained_for.emplace_back(sub.filter, sub.retain_handling);
     }
   }
@@ -216,7 +300,7 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
         continue;
       }
       for (auto& m : st.ctx->retained.match(filter)) {
-        delivery d{m, std::min(m->q, opts->second.max_qos), true, {}};
+        delivery d{m, std::min(m->q, opts->second.max_qos), true, {}, {}};
         if (opts->second.subscription_id != 0) {
           d.subscription_ids.push_back(opts->second.subscription_id);
         }
@@ -247,6 +331,9 @@ void on_unsubscribe(self_ptr self, mqtt::unsubscribe& p) {
     }
     st.subs.erase(it);
     dels.push_back(f);
+    if (f.compare(0, 7, "$share/") == 0 || f.compare(0, 7, "$queue/") == 0) {
+      hand_back_shared(self, &f);
+    }
     ack.reasons.push_back(static_cast<std::uint8_t>(mqtt::reason_code::success));
   }
   auto finish = [self, ack = std::move(ack)] {
@@ -276,9 +363,22 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   st.io = req.io;
   st.version = req.version;
   st.expiry = req.expiry;
+  st.max_packet_size = req.max_packet_size;
+  st.aliases.reset();
+  if (req.topic_alias_maximum != 0) {
+    st.aliases = std::make_unique<topic_aliases>(req.topic_alias_maximum);
+  }
+  st.s.set_receive_maximum(req.receive_maximum);
+  if (st.will) {
+    // [MQTT-3.1.3-9] the client is back before its will delay passed: no will.
+    st.will.reset();
+    ++st.will_generation;
+  }
   mqtt::connack ack;
   ack.session_present = present && st.version != mqtt::protocol_version::v3_1;  // 3.1: reserved
-  ack.props = std::move(req.connack_props);
+  if (st.version == mqtt::protocol_version::v5) {
+    ack.props = std::move(req.connack_props);
+  }
   std::string bytes;
   mqtt::encode(ack, st.version, bytes);
   st.io->send(std::move(bytes));
@@ -353,6 +453,7 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
     }
     // Last words: nobody may route to a dead session; its client must reconnect.
     unroute_all(self);
+    hand_back_shared(self, nullptr);
     if (self->state.conn) {
       self->send(self->state.conn, kick_atom::value);
     }
@@ -398,6 +499,7 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
         return static_cast<std::uint8_t>(self->state.s.await_rel(id, clock::now()));
       },
       [=](release_atom, std::uint16_t id) { self->state.s.release(id); },
+      [=](release_atom, std::uint16_t id, bool) -> bool { return self->state.s.release(id); },
       [=](subscribe_atom, mqtt::subscribe& p) { on_subscribe(self, p); },
       [=](subscribe_atom, mqtt::subscribe& p, const std::vector<std::uint8_t>& denied) {
         on_subscribe(self, p, denied);
@@ -428,9 +530,28 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
           self->send(st.conn, kick_atom::value);
         }
         unroute_all(self);
+        // [MQTT-3.1.2-8] a delayed will is published when the session ends first.
+        publish_will(self);
+        hand_back_shared(self, nullptr);
         fire(self, hooks::point::session_terminated, [](hooks::args& a) { a.reason = "ended"; });
         self->quit();
       },
+      [=](will_atom, message_ptr& w, std::chrono::milliseconds delay, const caf::actor& from) {
+        auto& st = self->state;
+        if (st.conn && st.conn != from) {
+          // A new connection took the session over before this one closed: the client is
+          // back, so the delayed will is already cancelled [MQTT-3.1.3-9].
+          return;
+        }
+        st.will = std::move(w);
+        self->delayed_send(self, delay, will_atom::value, ++st.will_generation);
+      },
+      [=](will_atom, std::uint64_t generation) {
+        if (generation == self->state.will_generation) {
+          publish_will(self);
+        }
+      },
+      [=](set_expiry_atom, std::chrono::milliseconds expiry) { self->state.expiry = expiry; },
   };
 }
 

@@ -197,6 +197,17 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         self->send(e.session, detach_atom::value, conn);
         self->delayed_send(self, e.expiry, expire_atom::value, client_id, e.generation);
       },
+      [=](set_expiry_atom, const std::string& client_id, const caf::actor& conn,
+          std::chrono::milliseconds expiry) {
+        // MQTT 5 DISCONNECT with a new Session Expiry Interval; arrives before the detach.
+        auto& st = self->state;
+        auto it = st.by_client.find(client_id);
+        if (it == st.by_client.end() || it->second.conn != conn) {
+          return;
+        }
+        it->second.expiry = expiry;
+        self->send(it->second.session, set_expiry_atom::value, expiry);
+      },
       [=](expire_atom, const std::string& client_id, std::uint64_t generation) {
         auto& st = self->state;
         auto it = st.by_client.find(client_id);

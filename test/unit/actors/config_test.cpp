@@ -74,6 +74,10 @@ void check_same(const config& a, const config& b) {
   CHECK(a.session.await_rel_timeout == b.session.await_rel_timeout);
   CHECK(a.session.max_subscriptions == b.session.max_subscriptions);
   CHECK(a.session.max_send_buffer == b.session.max_send_buffer);
+  CHECK(a.mqtt5.max_keepalive == b.mqtt5.max_keepalive);
+  CHECK(a.mqtt5.topic_alias_maximum == b.mqtt5.topic_alias_maximum);
+  CHECK(a.mqtt5.response_information == b.mqtt5.response_information);
+  CHECK(a.mqtt5.shared_subscription_strategy == b.mqtt5.shared_subscription_strategy);
   REQUIRE(a.listeners.size() == b.listeners.size());
   for (auto ia = a.listeners.begin(), ib = b.listeners.begin(); ia != a.listeners.end();
        ++ia, ++ib) {
@@ -444,4 +448,23 @@ TEST_CASE("config: an unknown empty section is an error", "[config]") {
 TEST_CASE("config: a file that removes every listener is an error", "[config]") {
   CHECK_THAT(parse_err("[listeners]\n"), StartsWith("test.toml: listeners: no listener"));
   CHECK_THAT(parse_err("[listeners.tcp]\n"), StartsWith("test.toml: listeners: no listener"));
+}
+
+TEST_CASE("config: [mqtt5] keys", "[config]") {
+  auto c = parse_ok(R"([mqtt5]
+max_keepalive = 120
+topic_alias_maximum = 0
+response_information = "reply/"
+shared_subscription_strategy = "hash_clientid"
+)");
+  CHECK(c.mqtt5.max_keepalive == 120);
+  CHECK(c.mqtt5.topic_alias_maximum == 0);
+  CHECK(c.mqtt5.response_information == "reply/");
+  CHECK(c.mqtt5.shared_subscription_strategy == "hash_clientid");
+  auto bad = parse(R"([mqtt5]
+shared_subscription_strategy = "fastest"
+)", "t.toml");
+  REQUIRE(std::holds_alternative<config_error>(bad));
+  CHECK(std::get<config_error>(bad).message.find("t.toml:2: mqtt5.shared_subscription_strategy") !=
+        std::string::npos);
 }

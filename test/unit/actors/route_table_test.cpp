@@ -274,3 +274,125 @@ TEST_CASE("retain_store: match with exact and wildcard filters", "[retain_store]
   CHECK(got[0]->payload == "p:news/today");
   CHECK(got[0]->retain);
 }
+
+// ---- shared subscriptions ----------------------------------------------------------------
+
+namespace {
+
+using tern::actors::router::share_key;
+using tern::actors::router::share_pick;
+using tern::actors::router::share_strategy;
+
+// (plain hits, shared hits as (key, subscriber)) for one publish.
+struct shared_hits {
+  hits plain;
+  hits shared;
+};
+
+shared_hits match_shared(const route_table<std::string>& t, std::string_view topic,
+                         const share_pick& pick) {
+  shared_hits out;
+  t.match(
+      topic,
+      [&](std::string_view filter, const route_table<std::string>::entry& e) {
+        out.plain.emplace_back(std::string(filter), e.sub);
+      },
+      pick,
+      [&](std::string_view, const route_table<std::string>::entry& e, const share_key& key) {
+        out.shared.emplace_back(*key, e.sub);
+      });
+  std::sort(out.plain.begin(), out.plain.end());
+  std::sort(out.shared.begin(), out.shared.end());
+  return out;
+}
+
+share_pick pick_of(share_strategy s, std::uint32_t random = 0, std::string_view pub = "") {
+  share_pick p;
+  p.strategy = s;
+  p.random = random;
+  p.publisher = pub;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("route_table: shared groups get one member per message", "[route_table][shared]") {
+  route_table<std::string> t;
+  CHECK(t.add("$share/g/a/+", "s1", opts(qos::at_least_once)));  // new route a/+
+  CHECK_FALSE(t.add("$share/g/a/+", "s2", opts(qos::at_least_once)));
+  CHECK_FALSE(t.add("$queue/a/+", "s3", opts(qos::at_most_once)));
+  CHECK_FALSE(t.add("a/+", "plain", opts(qos::at_most_once)));
+  CHECK(t.subscription_count() == 4);
+  CHECK(t.route_count() == 1);
+
+  // The two-argument match sees plain subscribers only.
+  CHECK(match_all(t, "a/b") == hits{{"a/+", "plain"}});
+
+  auto r = match_shared(t, "a/b", pick_of(share_strategy::random, 1));
+  CHECK(r.plain == hits{{"a/+", "plain"}});
+  CHECK(r.shared == hits{{"$queue/a/+", "s3"}, {"$share/g/a/+", "s2"}});
+  r = match_shared(t, "a/b", pick_of(share_strategy::random, 2));
+  CHECK(r.shared == hits{{"$queue/a/+", "s3"}, {"$share/g/a/+", "s1"}});
+  CHECK(match_shared(t, "x", pick_of(share_strategy::random)).shared.empty());
+}
+
+TEST_CASE("route_table: round robin, sticky and hash_clientid", "[route_table][shared]") {
+  route_table<std::string> t;
+  for (auto s : {"m1", "m2", "m3"}) {
+    t.add("$share/g/t", s, opts(qos::at_least_once));
+  }
+  std::vector<std::string> seen;
+  for (int i = 0; i < 6; ++i) {
+    seen.push_back(match_shared(t, "t", pick_of(share_strategy::round_robin)).shared[0].second);
+  }
+  CHECK(seen == std::vector<std::string>{"m1", "m2", "m3", "m1", "m2", "m3"});
+
+  // Sticky: the first pick stays, whatever the random numbers say, until that member leaves.
+  route_table<std::string> st;
+  for (auto s : {"m1", "m2", "m3"}) {
+    st.add("$share/g/t", s, opts(qos::at_least_once));
+  }
+  auto first = match_shared(st, "t", pick_of(share_strategy::sticky, 1)).shared[0].second;
+  CHECK(first == "m2");
+  for (std::uint32_t r = 0; r < 5; ++r) {
+    CHECK(match_shared(st, "t", pick_of(share_strategy::sticky, r)).shared[0].second == "m2");
+  }
+  st.remove("$share/g/t", "m2");
+  auto next = match_shared(st, "t", pick_of(share_strategy::sticky, 0)).shared[0].second;
+  CHECK(next == "m1");
+  CHECK(match_shared(st, "t", pick_of(share_strategy::sticky, 1)).shared[0].second == "m1");
+
+  // hash_clientid: one publisher always reaches the same member.
+  auto a = match_shared(t, "t", pick_of(share_strategy::hash_clientid, 0, "pub-a")).shared;
+  for (std::uint32_t r = 0; r < 5; ++r) {
+    CHECK(match_shared(t, "t", pick_of(share_strategy::hash_clientid, r, "pub-a")).shared == a);
+  }
+}
+
+TEST_CASE("route_table: pick_member skips the leaving member", "[route_table][shared]") {
+  route_table<std::string> t;
+  t.add("$share/g/t", "m1", opts(qos::at_least_once));
+  std::string got;
+  auto take = [&](const route_table<std::string>::entry& e) { got = e.sub; };
+  CHECK_FALSE(t.pick_member("$share/g/t", "m1", pick_of(share_strategy::random), take));
+  t.add("$share/g/t", "m2", opts(qos::exactly_once));
+  for (std::uint32_t r = 0; r < 4; ++r) {
+    REQUIRE(t.pick_member("$share/g/t", "m1", pick_of(share_strategy::random, r), take));
+    CHECK(got == "m2");
+  }
+  CHECK_FALSE(t.pick_member("$share/other/t", "m1", pick_of(share_strategy::random), take));
+  CHECK_FALSE(t.pick_member("t", "m1", pick_of(share_strategy::random), take));
+}
+
+TEST_CASE("route_table: removing shared members and groups", "[route_table][shared]") {
+  route_table<std::string> t;
+  t.add("$share/g/t", "m1", opts(qos::at_least_once));
+  t.add("$share/h/t", "m1", opts(qos::at_least_once));
+  CHECK(t.subscription_count() == 2);
+  CHECK_FALSE(t.remove("$share/g/t", "m1"));  // group h still routes t
+  CHECK(t.remove("$share/h/t", "m1"));        // last one: the route goes
+  CHECK(t.subscription_count() == 0);
+  CHECK(t.route_count() == 0);
+  CHECK(match_shared(t, "t", pick_of(share_strategy::random)).shared.empty());
+  CHECK_FALSE(t.remove("$share/g/t", "m1"));
+}

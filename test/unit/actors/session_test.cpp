@@ -651,3 +651,143 @@ TEST_CASE("session: inbound QoS 2 awaiting-PUBREL table", "[session]") {
     CHECK(s.release(3));
   }
 }
+
+// ---- MQTT 5: receive maximum, message expiry, discard, shared hand-back ----------------------
+
+namespace {
+
+delivery expiring(qos q, const std::string& payload, std::uint32_t seconds) {
+  auto m = std::make_shared<message>();
+  m->topic = "t/1";
+  m->payload = payload;
+  m->received_at = t0;
+  m->props.message_expiry_interval = seconds;
+  return delivery{m, q};
+}
+
+delivery shared_delivery(qos q, const std::string& payload, const std::string& key) {
+  return delivery{make_msg(payload), q, false, {}, std::make_shared<const std::string>(key)};
+}
+
+}  // namespace
+
+TEST_CASE("session: the client's receive maximum narrows the inflight window", "[session]") {
+  settings cfg;
+  cfg.max_inflight = 10;
+  session s{cfg};
+  s.set_receive_maximum(2);
+  out_list out;
+  s.resume(t0, out);
+  for (int i = 0; i < 4; ++i) {
+    s.deliver(make_delivery(qos::at_least_once, std::to_string(i)), t0, out);
+  }
+  REQUIRE(out.size() == 2);
+  CHECK(s.inflight_size() == 2);
+  CHECK(s.queue_size() == 2);
+  auto first = as_pub(out[0]).packet_id;
+  out.clear();
+  REQUIRE(s.on_puback(first, t0, out));
+  REQUIRE(out.size() == 1);
+  CHECK(as_pub(out[0]).d.msg->payload == "2");
+  // Never wider than the broker's own window.
+  session wide{cfg};
+  wide.set_receive_maximum(65535);
+  out_list o2;
+  wide.resume(t0, o2);
+  for (int i = 0; i < 12; ++i) {
+    wide.deliver(make_delivery(qos::at_least_once, "x"), t0, o2);
+  }
+  CHECK(wide.inflight_size() == 10);
+  // 0: no limit from the client.
+  session zero{cfg};
+  zero.set_receive_maximum(0);
+  out_list o3;
+  zero.resume(t0, o3);
+  for (int i = 0; i < 12; ++i) {
+    zero.deliver(make_delivery(qos::at_least_once, "x"), t0, o3);
+  }
+  CHECK(zero.inflight_size() == 10);
+}
+
+TEST_CASE("session: expired messages are not delivered, neither live nor from the queue",
+          "[session]") {
+  session s{settings{}};
+  out_list out;
+  // Offline: both queue.
+  CHECK(s.deliver(expiring(qos::at_least_once, "short", 1), t0, out) == deliver_result::queued);
+  CHECK(s.deliver(expiring(qos::at_least_once, "long", 60), t0, out) == deliver_result::queued);
+  s.resume(t0 + 2s, out);
+  REQUIRE(out.size() == 1);
+  CHECK(as_pub(out[0]).d.msg->payload == "long");
+  CHECK(s.expired() == 1);
+  CHECK(s.queue_size() == 0);
+  // Online: an already expired message is refused at once.
+  out.clear();
+  CHECK(s.deliver(expiring(qos::at_most_once, "late", 1), t0 + 5s, out) ==
+        deliver_result::dropped);
+  CHECK(out.empty());
+  CHECK(s.expired() == 2);
+  // QoS 0 in the queue expires too and keeps the QoS 0 count right.
+  session q0{settings{}};
+  out_list o;
+  q0.deliver(expiring(qos::at_most_once, "a", 1), t0, o);
+  q0.deliver(make_delivery(qos::at_most_once, "b"), t0, o);
+  q0.resume(t0 + 3s, o);
+  REQUIRE(o.size() == 1);
+  CHECK(as_pub(o[0]).d.msg->payload == "b");
+}
+
+TEST_CASE("session: discard frees an inflight slot as if acknowledged", "[session]") {
+  settings cfg;
+  cfg.max_inflight = 1;
+  session s{cfg};
+  out_list out;
+  s.resume(t0, out);
+  s.deliver(make_delivery(qos::exactly_once, "big"), t0, out);
+  s.deliver(make_delivery(qos::at_least_once, "next"), t0, out);
+  REQUIRE(out.size() == 1);
+  auto id = as_pub(out[0]).packet_id;
+  out.clear();
+  CHECK(s.discard(id, t0, out));
+  REQUIRE(out.size() == 1);
+  CHECK(as_pub(out[0]).d.msg->payload == "next");
+  CHECK_FALSE(s.discard(id, t0, out));
+}
+
+TEST_CASE("session: take_shared hands back unacknowledged shared messages only", "[session]") {
+  settings cfg;
+  cfg.max_inflight = 2;
+  session s{cfg};
+  out_list out;
+  s.resume(t0, out);
+  s.deliver(shared_delivery(qos::exactly_once, "g1-a", "$share/g/t"), t0, out);  // inflight
+  s.deliver(make_delivery(qos::at_least_once, "plain"), t0, out);               // inflight
+  s.deliver(shared_delivery(qos::at_least_once, "g1-b", "$share/g/t"), t0, out);  // queued
+  s.deliver(shared_delivery(qos::at_most_once, "g2-a", "$queue/t"), t0, out);     // sent
+  s.deliver(shared_delivery(qos::at_least_once, "g2-b", "$queue/t"), t0, out);    // queued
+  REQUIRE(out.size() == 3);
+  auto qos2_id = as_pub(out[0]).packet_id;
+  out.clear();
+  // After PUBREC the client owns the QoS 2 message: it is no longer handed back.
+  REQUIRE(s.on_pubrec(qos2_id, t0, out));
+  out.clear();
+
+  const std::string key = "$queue/t";
+  auto q = s.take_shared(&key);
+  REQUIRE(q.size() == 1);
+  CHECK(q[0].msg->payload == "g2-b");
+  CHECK(*q[0].share == "$queue/t");
+
+  auto rest = s.take_shared(nullptr);
+  REQUIRE(rest.size() == 1);
+  CHECK(rest[0].msg->payload == "g1-b");
+  CHECK(s.inflight_size() == 2);  // "plain" and the QoS 2 message past PUBREC
+  CHECK(s.queue_size() == 0);
+  // A shared message still waiting for PUBACK is handed back too.
+  session t{settings{}};
+  out_list o;
+  t.resume(t0, o);
+  t.deliver(shared_delivery(qos::at_least_once, "x", "$share/g/t"), t0, o);
+  CHECK(t.take_shared(nullptr).size() == 1);
+  CHECK(t.inflight_size() == 0);
+}
