@@ -65,7 +65,7 @@ def test_denied_publish_gets_0x87_in_v5(broker, tmp_path):
     c.send(publish_v5("secret/x", b"no", 2, 8))
     assert puback_reason_v5(c.expect(PUBREC, pid=8)) == 0x87
     c.send(publish_v5("open/x", b"yes", 1, 9))
-    assert puback_reason_v5(c.expect(PUBACK, pid=9)) == 0
+    assert puback_reason_v5(c.expect(PUBACK, pid=9)) in (0x00, 0x10)  # accepted (0x10: no subscriber matched)
     # mosquitto_pub -V 5 reports the refusal too.
     r = mosq("pub", b.port, ["-t", "secret/y", "-m", "x", "-q", "1"], version="mqttv5")
     assert r.returncode != 0 or "not authori" in (r.stdout + r.stderr).lower()
