@@ -54,6 +54,10 @@ struct open_request {
   proto::mqtt::protocol_version version = proto::mqtt::protocol_version::v3_1_1;
   caf::actor conn;
   conn_io_ptr io;
+  /// Verified TLS client certificate of the connection (empty without one), for access
+  /// control: subject CN and first DNS/e-mail/URI subject alternative name.
+  std::string peer_cert_cn;
+  std::string peer_cert_san;
 };
 
 /// The session's answer to a connection that attached.

@@ -103,6 +103,13 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   st.version = c.version;
   st.io->set_version(c.version);
   const auto& cfg = st.ctx->cfg;
+  // TLS listeners may take the username / client id from the client certificate.
+  if (auto u = st.io->cert_username(); !u.empty()) {
+    c.username = std::move(u);
+  }
+  if (auto id = st.io->cert_clientid(); !id.empty()) {
+    c.client_id = std::move(id);
+  }
   if (c.client_id.empty()) {
     if (!c.clean_start && c.version != protocol_version::v5) {
       // [MQTT-3.1.3-8] empty id needs a clean session.
@@ -141,6 +148,8 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
+  req.peer_cert_cn = st.io->client_cert().cn;
+  req.peer_cert_san = st.io->client_cert().san;
   // await: packets the client pipelines after CONNECT wait until the session is attached.
   self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
       .await(
