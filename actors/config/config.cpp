@@ -251,9 +251,13 @@ void apply_listener(config& c, const std::string& kind, const std::string& name,
       if (k == "enabled") {
         enabled = as_bool(v);
       } else if (!set_listener_key(l, std::string(k.str()), v)) {
-        throw bad_value{l.is_tls() || l.is_ws() ? "unknown key"
-                                                : "unknown key (TLS and WebSocket keys need a "
-                                                  "listener of kind ssl, ws or wss)"};
+        static const char* tls_ws_keys[] = {
+            "certfile", "keyfile", "cacertfile", "verify", "tls_versions", "ciphers",
+            "ciphersuites", "peer_cert_as_username", "peer_cert_as_clientid", "path"};
+        bool is_other_kinds = std::find(std::begin(tls_ws_keys), std::end(tls_ws_keys),
+                                        std::string(k.str())) != std::end(tls_ws_keys);
+        throw bad_value{is_other_kinds ? "unknown key for a listener of kind " + kind
+                                       : std::string("unknown key")};
       }
     } catch (const bad_value& e) {
       throw std::runtime_error(where(origin, v, full) + e.what);
