@@ -120,7 +120,6 @@ struct node::impl : listener::io_pool {
       return *err;
     }
     listeners.push_back(std::get<0>(std::move(opened)));
-    listeners.back()->start();
     return std::nullopt;
   }
 };
@@ -182,6 +181,13 @@ std::optional<std::string> node::start() {
   }
   for (auto& [name, lc] : cfg.listeners) {
     if (auto err = m.open_listener(lc)) {
+      m.running = true;
+      stop();
+      return err;
+    }
+  }
+  for (auto& l : m.listeners) {
+    if (auto err = l->start()) {
       m.running = true;
       stop();
       return err;

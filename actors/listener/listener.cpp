@@ -151,25 +151,29 @@ std::variant<std::unique_ptr<listener>, std::string> listener::open(
   if (!ec) {
     acc.bind(ep, ec);
   }
-  if (!ec) {
-    acc.listen(asio::socket_base::max_listen_connections, ec);
-  }
   if (ec) {
-    return "listener " + id + ": cannot listen on " + lc.bind + ": " + ec.message();
+    return "listener " + id + ": cannot bind " + lc.bind + ": " + ec.message();
   }
-  spdlog::info("listener {} (mqtt/{}{}) on {}{}", id, lc.kind,
-               lc.is_ws() ? " path " + lc.path : std::string(), lc.bind,
-               lc.proxy_protocol ? ", PROXY protocol" : "");
   return std::unique_ptr<listener>(new listener(std::move(m)));
 }
 
-void listener::start() {
+std::optional<std::string> listener::start() {
   auto* m = impl_.get();
+  const auto& lc = m->cfg();
+  error_code ec;
+  m->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return "listener " + m->state->id + ": cannot listen on " + lc.bind + ": " + ec.message();
+  }
+  spdlog::info("listener {} (mqtt/{}{}) on {}{}", m->state->id, lc.kind,
+               lc.is_ws() ? " path " + lc.path : std::string(), lc.bind,
+               lc.proxy_protocol ? ", PROXY protocol" : "");
   asio::post(m->acceptor.get_executor(), [m] {
     for (std::uint32_t i = 0; i < m->cfg().acceptors; ++i) {
       m->accept_one();
     }
   });
+  return std::nullopt;
 }
 
 void listener::stop() {

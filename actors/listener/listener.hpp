@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -34,8 +35,8 @@ class io_pool {
 
 class listener {
  public:
-  /// Binds and listens on lc.bind; loads the TLS files of ssl/wss listeners. Returns an
-  /// error message naming the listener when that fails.
+  /// Binds lc.bind (without listening yet) and loads the TLS files of ssl/wss listeners.
+  /// Returns an error message naming the listener when that fails.
   static std::variant<std::unique_ptr<listener>, std::string> open(
       boost::asio::io_context& accept_io, const config::listener_config& lc,
       broker::context_ptr ctx, io_pool& pool);
@@ -44,8 +45,9 @@ class listener {
   listener(const listener&) = delete;
   listener& operator=(const listener&) = delete;
 
-  /// Starts `acceptors` concurrent accept operations.
-  void start();
+  /// Listens and starts `acceptors` concurrent accept operations. The node binds every
+  /// listener before any starts, so a client never finds one port open and another not yet.
+  std::optional<std::string> start();
   /// Stops accepting (the close runs on the acceptor's thread). Open connections stay.
   void stop();
 
