@@ -43,6 +43,7 @@ struct conn_io::limits {
   listener::token_bucket publishes;
   asio::steady_timer timer;
   bool has_logged = false;
+  bool has_buffered_packets = false;  // decoded input held back by the PUBLISH rate
 };
 
 conn_io::conn_io(std::unique_ptr<listener::transport> t, std::uint32_t max_packet_size,
@@ -169,19 +170,27 @@ void conn_io::on_handshake(const std::string& error) {
     do_close(std::string(transport_->kind()) + " handshake failed: " + error);
     return;
   }
-  cert_ = transport_->client_cert();
-  if (cert_.is_present) {
-    spdlog::debug("conn {} {}: client certificate CN={} SAN={}", id_, peer_, cert_.cn, cert_.san);
+  if (auto cert = transport_->client_cert(); cert.is_present) {
+    spdlog::debug("conn {} {}: client certificate CN={} SAN={}", id_, peer_, cert.cn, cert.san);
+    cert_ = std::make_unique<listener::peer_cert>(std::move(cert));
   }
   wait_readable();
 }
 
+const listener::peer_cert& conn_io::client_cert() const {
+  static const listener::peer_cert none;
+  return cert_ ? *cert_ : none;
+}
+
 std::string conn_io::cert_field(const std::string& which) const {
+  if (!cert_) {
+    return {};
+  }
   if (which == "cn") {
-    return cert_.cn;
+    return cert_->cn;
   }
   if (which == "san") {
-    return cert_.san;
+    return cert_->san;
   }
   return {};
 }
@@ -240,6 +249,11 @@ bool conn_io::on_input(std::string_view bytes) {
     keep_reading = false;
   }
   dec_.feed(bytes);
+  return decode_buffered(now) && keep_reading &&
+         unconsumed_.load(std::memory_order_relaxed) < unconsumed_high;
+}
+
+bool conn_io::decode_buffered(clock::time_point now) {
   proto::mqtt::packet p;
   for (;;) {
     auto st = dec_.next(p);
@@ -267,15 +281,22 @@ bool conn_io::on_input(std::string_view bytes) {
       close("protocol error: " + e.detail, true);
       return false;
     }
-    if (limits_ && std::holds_alternative<proto::mqtt::publish>(p) &&
-        !limits_->publishes.take(1, now)) {
-      keep_reading = false;
-    }
+    bool is_over_rate = limits_ && std::holds_alternative<proto::mqtt::publish>(p) &&
+                        !limits_->publishes.take(1, now);
     unconsumed_.fetch_add(1, std::memory_order_relaxed);
     caf::anon_send(owner_, packet_atom::value, std::move(p));
     p = proto::mqtt::packet{};
+    if (is_over_rate) {
+      // Packets already read but over the PUBLISH rate stay in the decoder until the
+      // bucket refills: pausing the socket alone would not hold them back.
+      limits_->has_buffered_packets = true;
+      return false;
+    }
   }
-  return keep_reading && unconsumed_.load(std::memory_order_relaxed) < unconsumed_high;
+  if (limits_) {
+    limits_->has_buffered_packets = false;
+  }
+  return true;
 }
 
 void conn_io::after_input() {
@@ -305,6 +326,10 @@ void conn_io::after_input() {
                       wait.count());
       }
       pause_for(wait);
+      return;
+    }
+    if (limits_->has_buffered_packets && !decode_buffered(now)) {
+      after_input();  // paused again by the PUBLISH rate (or closed)
       return;
     }
   }

@@ -74,7 +74,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
 
   /// The verified TLS client certificate (empty fields without one). Set before the first
   /// packet reaches the owner.
-  const listener::peer_cert& client_cert() const { return cert_; }
+  const listener::peer_cert& client_cert() const;
   /// The certificate's CN or SAN when the listener maps it to the username / client id
   /// (peer_cert_as_username, peer_cert_as_clientid); empty otherwise.
   std::string cert_username() const;
@@ -94,6 +94,9 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   void read_proxy_header();
   void start_transport();
   void wait_readable();
+  /// Hands the decoder's complete packets to the owner; false when it stopped early
+  /// (closed, or the PUBLISH rate was reached).
+  bool decode_buffered(clock::time_point now);
   void pause_for(clock::duration d);
   void flush();
   void do_close(const std::string& reason);
@@ -106,7 +109,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   const std::uint64_t id_;
   const std::uint32_t max_send_;
   std::string peer_;
-  listener::peer_cert cert_;
+  std::unique_ptr<listener::peer_cert> cert_;  // only after a TLS client certificate
   std::unique_ptr<limits> limits_;     // only when the listener has rate limits
   std::unique_ptr<std::string> proxy_buf_;  // only while a PROXY header is being read
 
