@@ -62,6 +62,8 @@ conn_io::conn_io(std::unique_ptr<listener::transport> t, std::uint32_t max_packe
   }
   sock.non_blocking(true, ec);
   sock.set_option(asio::ip::tcp::no_delay(true), ec);
+  // Half-open connections of clients without an MQTT keepalive are found by TCP's.
+  sock.set_option(asio::socket_base::keep_alive(true), ec);
   if (listener_) {
     const auto& c = listener_->cfg;
     if (c.max_bytes_in_rate > 0 || c.max_publish_rate > 0) {
