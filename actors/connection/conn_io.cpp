@@ -1,9 +1,9 @@
 // Socket side of a client connection: transport handshake, paced reads, batched writes.
 #include "actors/connection/conn_io.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
 
 #include "actors/broker/types.hpp"
 #include "actors/listener/listener_state.hpp"
@@ -120,6 +120,7 @@ void conn_io::read_proxy_header() {
     std::string view = got + std::string(tmp.data(), n);
     auto r = listener::parse_proxy_header(view);
     if (r.st == listener::proxy_result::status::error) {
+      self->listener_->ctx->stats.handshake_failures.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("conn {} {}: bad PROXY protocol header ({}), closing", self->id_, self->peer_,
                    r.error);
       self->do_close("bad PROXY protocol header: " + r.error);
@@ -141,12 +142,13 @@ void conn_io::read_proxy_header() {
     const auto& h = r.header;
     if (!h.is_local) {
       auto via = self->peer_;
-      self->peer_ = format_peer(h.source_ip, h.source_port, h.source_ip.find(':') != std::string::npos);
+      self->peer_ =
+          format_peer(h.source_ip, h.source_port, h.source_ip.find(':') != std::string::npos);
       spdlog::info("conn {}: PROXY v{} header: client {} (via {})", self->id_, h.version,
                    self->peer_, via);
     } else {
-      spdlog::debug("conn {} {}: PROXY v{} header without a client address", self->id_,
-                    self->peer_, h.version);
+      spdlog::debug("conn {} {}: PROXY v{} header without a client address", self->id_, self->peer_,
+                    h.version);
     }
     self->proxy_buf_.reset();
     self->start_transport();
@@ -355,9 +357,7 @@ void conn_io::pause_for(clock::duration d) {
   });
 }
 
-void conn_io::on_read_error(const std::string& reason) {
-  do_close(reason);
-}
+void conn_io::on_read_error(const std::string& reason) { do_close(reason); }
 
 void conn_io::consumed(std::uint32_t n) {
   auto left = unconsumed_.fetch_sub(static_cast<std::int32_t>(n)) - static_cast<std::int32_t>(n);
@@ -386,8 +386,8 @@ bool conn_io::send(std::string bytes) {
       if (listener_) {
         listener_->ctx->stats.send_buffer_overflows.fetch_add(1, std::memory_order_relaxed);
       }
-      spdlog::info("conn {} {}: outgoing buffer over {} bytes (client not reading), closing",
-                   id_, peer_, 2 * static_cast<std::size_t>(max_send_));
+      spdlog::info("conn {} {}: outgoing buffer over {} bytes (client not reading), closing", id_,
+                   peer_, 2 * static_cast<std::size_t>(max_send_));
       auto self = shared_from_this();
       asio::post(transport_->socket().get_executor(),
                  [self] { self->do_close(self->close_reason_); });

@@ -110,12 +110,12 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   const std::uint32_t max_send_;
   std::string peer_;
   std::unique_ptr<listener::peer_cert> cert_;  // only after a TLS client certificate
-  std::unique_ptr<limits> limits_;     // only when the listener has rate limits
-  std::unique_ptr<std::string> proxy_buf_;  // only while a PROXY header is being read
+  std::unique_ptr<limits> limits_;             // only when the listener has rate limits
+  std::unique_ptr<std::string> proxy_buf_;     // only while a PROXY header is being read
 
   std::mutex out_mtx_;
-  std::string out_;      // guarded by out_mtx_
-  std::string writing_;  // owned by the io thread while a write is in progress
+  std::string out_;             // guarded by out_mtx_
+  std::string writing_;         // owned by the io thread while a write is in progress
   bool write_pending_ = false;  // guarded by out_mtx_
   bool close_after_flush_ = false;
   std::string close_reason_;

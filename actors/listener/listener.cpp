@@ -1,12 +1,14 @@
 // Listener: bind, accept pool, admission limits, and the transport for each accepted socket.
 #include "actors/listener/listener.hpp"
 
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
 
 #include "actors/connection/conn_io.hpp"
 #include "actors/listener/listener_state.hpp"
@@ -21,8 +23,7 @@ using asio::ip::tcp;
 using boost::system::error_code;
 
 struct listener::impl {
-  impl(asio::io_context& io, const config::listener_config& lc, broker::context_ptr ctx,
-       io_pool& p)
+  impl(asio::io_context& io, const config::listener_config& lc, broker::context_ptr ctx, io_pool& p)
       : acceptor(io),
         retry_timer(io),
         state(std::make_shared<listener_state>(lc, std::move(ctx))),
@@ -105,9 +106,9 @@ struct listener::impl {
     }
     state->active.fetch_add(1, std::memory_order_relaxed);
     ctx.stats.connections_total.fetch_add(1, std::memory_order_relaxed);
-    auto io = std::make_shared<connection::conn_io>(
-        std::move(t), ctx.cfg.mqtt.max_packet_size, ctx.cfg.session.max_send_buffer,
-        ctx.next_conn_id.fetch_add(1), state);
+    auto io = std::make_shared<connection::conn_io>(std::move(t), ctx.cfg.mqtt.max_packet_size,
+                                                    ctx.cfg.session.max_send_buffer,
+                                                    ctx.next_conn_id.fetch_add(1), state);
     pool.adopt(worker, io);
   }
 };
@@ -129,6 +130,9 @@ std::variant<std::unique_ptr<listener>, std::string> listener::open(
     m->tls = std::get<0>(std::move(made));
   }
   m->ws.path = lc.path;
+  // One WebSocket message may carry a whole MQTT packet of the largest allowed size.
+  m->ws.max_message =
+      std::max<std::size_t>(m->ws.max_message, m->state->ctx->cfg.mqtt.max_packet_size + 16);
   auto hp = config::split_host_port(lc.bind);
   if (!hp) {
     return "listener " + id + ": bad bind address " + lc.bind;
@@ -186,8 +190,6 @@ void listener::stop() {
   });
 }
 
-std::uint32_t listener::active() const {
-  return impl_->state->active.load();
-}
+std::uint32_t listener::active() const { return impl_->state->active.load(); }
 
 }  // namespace tern::actors::listener

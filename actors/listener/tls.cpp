@@ -3,10 +3,10 @@
 
 #include <sstream>
 
-#include <boost/asio/ssl/context.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <boost/asio/ssl/context.hpp>
 
 namespace tern::actors::listener {
 
@@ -108,8 +108,8 @@ peer_cert read_peer_cert(SSL* ssl) {
       out.cn = asn1_text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)));
     }
   }
-  auto* names = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (names) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names) && out.san.empty(); ++i) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);

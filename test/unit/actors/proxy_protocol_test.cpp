@@ -68,15 +68,15 @@ TEST_CASE("proxy v1: a partial header asks for more and may be consumed", "[prox
 
 TEST_CASE("proxy v1: malformed headers are errors", "[proxy]") {
   for (std::string bad : {
-           "PROXY TCP4 192.0.2.10 198.51.100.1 56324\r\n",       // missing port
-           "PROXY TCP4 192.0.2.256 198.51.100.1 1 2\r\n",        // bad address
-           "PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n",        // v6 address in TCP4
-           "PROXY TCP4 192.0.2.1 198.51.100.1 65536 2\r\n",      // port out of range
-           "PROXY TCP4 192.0.2.1 198.51.100.1 01 2\r\n",         // leading zero
-           "PROXY UDP4 192.0.2.1 198.51.100.1 1 2\r\n",          // unknown protocol
-           "PROXY TCP4 192.0.2.1 198.51.100.1 1 2\rX",           // CR without LF
-           "PROXX TCP4",                                          // wrong prefix
-           "\x10\x0c\x00\x04MQTT",                                // plain MQTT CONNECT
+           "PROXY TCP4 192.0.2.10 198.51.100.1 56324\r\n",   // missing port
+           "PROXY TCP4 192.0.2.256 198.51.100.1 1 2\r\n",    // bad address
+           "PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n",    // v6 address in TCP4
+           "PROXY TCP4 192.0.2.1 198.51.100.1 65536 2\r\n",  // port out of range
+           "PROXY TCP4 192.0.2.1 198.51.100.1 01 2\r\n",     // leading zero
+           "PROXY UDP4 192.0.2.1 198.51.100.1 1 2\r\n",      // unknown protocol
+           "PROXY TCP4 192.0.2.1 198.51.100.1 1 2\rX",       // CR without LF
+           "PROXX TCP4",                                     // wrong prefix
+           "\x10\x0c\x00\x04MQTT",                           // plain MQTT CONNECT
        }) {
     INFO(bad);
     CHECK(parse_proxy_header(bad).st == status::error);
