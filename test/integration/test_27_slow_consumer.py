@@ -14,7 +14,8 @@ pytestmark = pytest.mark.skipif(is_mosquitto(), reason="Tern send buffer option"
 def test_non_reading_subscriber_is_disconnected(broker, clients):
     # QoS 1 with a wide inflight window: nothing is dropped for the slow client, so only the
     # send buffer bound can stop its backlog (once the kernel's socket buffers are full).
-    b = broker(session={"max_send_buffer": 65536, "max_inflight": 65535})
+    # The bound is well above one message, so a client that does read keeps up.
+    b = broker(session={"max_send_buffer": 1_000_000, "max_inflight": 65535})
     topic = unique("slow")
     slow = clients.raw(b.port, rcvbuf=4096)
     slow.connect_ok()
@@ -36,6 +37,8 @@ def test_non_reading_subscriber_is_disconnected(broker, clients):
     got = reader.expect(sent, timeout=30)
     assert len(got) == sent
     slow.wait_closed(timeout=10)
+    assert not reader.disconnected.is_set(), "the reading subscriber was disconnected too"
+    assert b.log_text().count("outgoing buffer over") == 1
     growth_kb = b.proc_status("VmRSS") - rss_before
     assert growth_kb < 64 * 1024, f"RSS grew by {growth_kb} kB"
     assert_pubsub_works(b.port)
