@@ -51,6 +51,13 @@ void check_same_listener(const listener_config& a, const listener_config& b) {
   CHECK(a.kind == b.kind);
   CHECK(a.bind == b.bind);
   CHECK(a.max_connections == b.max_connections);
+  CHECK(a.acceptors == b.acceptors);
+  CHECK(a.max_conn_rate == b.max_conn_rate);
+  CHECK(a.max_bytes_in_rate == b.max_bytes_in_rate);
+  CHECK(a.max_bytes_in_burst == b.max_bytes_in_burst);
+  CHECK(a.max_publish_rate == b.max_publish_rate);
+  CHECK(a.max_publish_burst == b.max_publish_burst);
+  CHECK(a.proxy_protocol == b.proxy_protocol);
 }
 
 // Field-by-field equality (C++17: no defaulted operator==).
