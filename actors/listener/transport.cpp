@@ -237,17 +237,18 @@ class ws_transport final : public transport {
     }
     auto offered = req[http::field::sec_websocket_protocol];
     auto proto = choose_ws_subprotocol(std::string_view(offered.data(), offered.size()));
-    if (proto == "!") {
+    if (!proto) {
       refuse(io, http::status::bad_request,
              "no MQTT WebSocket subprotocol offered (mqtt, mqttv3.1, mqttv5)");
       return;
     }
-    ws_.set_option(websocket::stream_base::decorator([proto](websocket::response_type& res) {
-      res.set(http::field::server, "tern");
-      if (!proto.empty()) {
-        res.set(http::field::sec_websocket_protocol, proto);
-      }
-    }));
+    ws_.set_option(
+        websocket::stream_base::decorator([proto = *proto](websocket::response_type& res) {
+          res.set(http::field::server, "tern");
+          if (!proto.empty()) {
+            res.set(http::field::sec_websocket_protocol, proto);
+          }
+        }));
     ws_.binary(true);
     ws_.auto_fragment(false);
     ws_.read_message_max(opts_.max_message);
@@ -294,9 +295,9 @@ std::string trim(std::string_view s) {
 
 }  // namespace
 
-std::string choose_ws_subprotocol(std::string_view offered) {
+std::optional<std::string> choose_ws_subprotocol(std::string_view offered) {
   if (trim(offered).empty()) {
-    return {};
+    return std::string();  // no header: accepted without a subprotocol
   }
   std::size_t i = 0;
   while (i <= offered.size()) {
@@ -310,7 +311,7 @@ std::string choose_ws_subprotocol(std::string_view offered) {
     }
     i = j + 1;
   }
-  return "!";
+  return std::nullopt;
 }
 
 std::unique_ptr<transport> make_tcp_transport(tcp::socket s) {

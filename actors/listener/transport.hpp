@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -78,8 +79,8 @@ std::unique_ptr<transport> make_wss_transport(boost::asio::ip::tcp::socket s,
                                               const ws_options& opts);
 
 /// Picks the MQTT WebSocket subprotocol to answer from a Sec-WebSocket-Protocol header:
-/// the first of mqtt, mqttv3.1, mqttv5 offered. Returns "" when the header is empty, and
-/// nullopt-like "!" when it offers only protocols we do not speak.
-std::string choose_ws_subprotocol(std::string_view offered);
+/// the first of mqtt, mqttv3.1, mqttv5 offered; "" when the header is empty (accepted without
+/// a subprotocol); nullopt when it offers only protocols we do not speak (refused).
+std::optional<std::string> choose_ws_subprotocol(std::string_view offered);
 
 }  // namespace tern::actors::listener
