@@ -39,6 +39,14 @@ struct counters {
   std::atomic<std::uint64_t> protocol_errors{0};
   std::atomic<std::uint64_t> auth_failures{0};  ///< refused CONNECTs (credentials, bans)
   std::atomic<std::uint64_t> acl_denied{0};     ///< publishes and subscriptions denied by ACL
+  // Listener protection: how often each limit bit (each also logs a line).
+  std::atomic<std::uint64_t> refused_max_connections{0};  ///< sockets closed at accept
+  std::atomic<std::uint64_t> refused_conn_rate{0};        ///< over max_conn_rate, closed at accept
+  std::atomic<std::uint64_t> bytes_in_limited{0};    ///< read pauses for max_bytes_in_rate
+  std::atomic<std::uint64_t> publish_in_limited{0};  ///< read pauses for max_publish_rate
+  std::atomic<std::uint64_t> connect_timeouts{0};    ///< no CONNECT within connect_timeout
+  std::atomic<std::uint64_t> send_buffer_overflows{0};  ///< clients closed for not reading
+  std::atomic<std::uint64_t> handshake_failures{0};     ///< TLS / WebSocket / PROXY failures
 };
 
 struct context {

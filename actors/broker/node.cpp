@@ -6,7 +6,6 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
@@ -16,6 +15,7 @@
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/connection.hpp"
+#include "actors/listener/listener.hpp"
 #include "actors/session/session_manager.hpp"
 #include "cluster/cluster.hpp"
 #include "supervision/supervisor.hpp"
@@ -25,7 +25,6 @@ namespace tern::actors::broker {
 namespace {
 
 namespace asio = boost::asio;
-using asio::ip::tcp;
 
 /// The route table's single writer.
 caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
@@ -101,7 +100,7 @@ struct io_worker {
 
 }  // namespace
 
-struct node::impl {
+struct node::impl : listener::io_pool {
   explicit impl(config::config c) : ctx(std::make_shared<context>(std::move(c))) {}
 
   context_ptr ctx;
@@ -110,72 +109,24 @@ struct node::impl {
   caf::actor root;  // the node's root supervisor
   cluster::node_cluster cluster;  // membership, route replication, forwarding
   std::vector<std::unique_ptr<io_worker>> workers;
-  std::list<tcp::acceptor> acceptors;
+  std::vector<std::unique_ptr<listener::listener>> listeners;
   std::atomic<std::size_t> next_worker{0};
   bool running = false;
 
-  io_worker& pick_worker() {
-    return *workers[next_worker.fetch_add(1) % workers.size()];
-  }
-
-  void accept(tcp::acceptor& acc, const config::listener_config& lc) {
-    auto& w = pick_worker();
-    acc.async_accept(w.io, [this, &acc, &w, lc](boost::system::error_code ec, tcp::socket s) {
-      if (ec == asio::error::operation_aborted || !acc.is_open()) {
-        return;
-      }
-      if (!ec) {
-        on_accept(w, std::move(s), lc);
-      } else {
-        spdlog::warn("listener {}: accept failed: {}", lc.name, ec.message());
-      }
-      accept(acc, lc);
-    });
-  }
-
-  void on_accept(io_worker& w, tcp::socket s, const config::listener_config& lc) {
-    auto& stats = ctx->stats;
-    if (stats.connections.load() >= lc.max_connections) {
-      spdlog::warn("listener {}: max_connections ({}) reached, refusing a connection", lc.name,
-                   lc.max_connections);
-      return;  // the socket closes as it goes out of scope
-    }
-    stats.connections_total.fetch_add(1, std::memory_order_relaxed);
-    auto io = std::make_shared<connection::conn_io>(
-        std::move(s), ctx->cfg.mqtt.max_packet_size, ctx->cfg.session.max_send_buffer,
-        ctx->next_conn_id.fetch_add(1));
-    w.add(io);
+  // io_pool: connections are spread over the I/O threads round-robin.
+  std::size_t pick() override { return next_worker.fetch_add(1) % workers.size(); }
+  asio::io_context& io_of(std::size_t w) override { return workers[w]->io; }
+  void adopt(std::size_t w, const std::shared_ptr<connection::conn_io>& io) override {
+    workers[w]->add(io);
     connection::start_connection(*sys, ctx, io);
   }
 
   std::optional<std::string> open_listener(const config::listener_config& lc) {
-    auto hp = config::split_host_port(lc.bind);
-    if (!hp) {
-      return "listener " + lc.name + ": bad bind address " + lc.bind;
+    auto opened = listener::listener::open(workers.front()->io, lc, ctx, *this);
+    if (auto* err = std::get_if<std::string>(&opened)) {
+      return *err;
     }
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(hp->first, ec);
-    if (ec) {
-      return "listener " + lc.name + ": bad address " + hp->first;
-    }
-    tcp::endpoint ep{addr, hp->second};
-    auto& acc = acceptors.emplace_back(workers.front()->io);
-    acc.open(ep.protocol(), ec);
-    if (!ec) {
-      acc.set_option(asio::socket_base::reuse_address(true), ec);
-    }
-    if (!ec) {
-      acc.bind(ep, ec);
-    }
-    if (!ec) {
-      acc.listen(asio::socket_base::max_listen_connections, ec);
-    }
-    if (ec) {
-      acceptors.pop_back();
-      return "listener " + lc.name + ": cannot listen on " + lc.bind + ": " + ec.message();
-    }
-    spdlog::info("listener {} (mqtt/{}) on {}", lc.name, lc.kind, lc.bind);
-    accept(acc, lc);
+    listeners.push_back(std::get<0>(std::move(opened)));
     return std::nullopt;
   }
 };
@@ -253,6 +204,13 @@ std::optional<std::string> node::start() {
       return err;
     }
   }
+  for (auto& l : m.listeners) {
+    if (auto err = l->start()) {
+      m.running = true;
+      stop();
+      return err;
+    }
+  }
   for (auto& w : m.workers) {
     w->arm();
     w->thread = std::thread([&io = w->io] { io.run(); });
@@ -277,11 +235,8 @@ void node::stop() {
   m.running = false;
   spdlog::info("node {} stopping", m.ctx->cfg.node_name);
   // 1. Stop accepting. 2. Close every connection (their actors exit). 3. Stop I/O.
-  for (auto& acc : m.acceptors) {
-    asio::post(acc.get_executor(), [&acc] {
-      boost::system::error_code ec;
-      acc.close(ec);
-    });
+  for (auto& l : m.listeners) {
+    l->stop();
   }
   for (auto& w : m.workers) {
     w->close_all("server shutting down");
@@ -306,7 +261,7 @@ void node::stop() {
   }
   m.ctx->set_sessions(caf::actor{});
   m.ctx->set_router(caf::actor{});
-  m.acceptors.clear();
+  m.listeners.clear();
   m.workers.clear();
   spdlog::info("node stopped");
 }

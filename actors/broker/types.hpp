@@ -69,6 +69,10 @@ struct open_request {
   std::uint32_t max_packet_size = 0;
   /// MQTT 5: the client's Topic Alias Maximum (outbound aliases; 0: none).
   std::uint16_t topic_alias_maximum = 0;
+  /// Verified TLS client certificate of the connection (empty without one), for access
+  /// control: subject CN and first DNS/e-mail/URI subject alternative name.
+  std::string peer_cert_cn;
+  std::string peer_cert_san;
 };
 
 /// The session's answer to a connection that attached.

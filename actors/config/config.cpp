@@ -284,32 +284,148 @@ const std::map<std::string, setter>& schema() {
   return s;
 }
 
+std::string default_bind(const std::string& kind) {
+  if (kind == "ssl") {
+    return "127.0.0.1:8883";
+  }
+  if (kind == "ws") {
+    return "127.0.0.1:8083";
+  }
+  if (kind == "wss") {
+    return "127.0.0.1:8084";
+  }
+  return "127.0.0.1:1883";
+}
+
+std::string as_choice(const toml::node& n, std::initializer_list<const char*> choices) {
+  auto v = as_string(n);
+  std::string all;
+  for (auto* c : choices) {
+    if (v == c) {
+      return v;
+    }
+    all += all.empty() ? c : std::string(", ") + c;
+  }
+  throw bad_value{"expected one of " + all};
+}
+
+std::string as_tls_versions(const toml::node& n) {
+  auto v = as_string(n);
+  std::stringstream ss(v);
+  std::string item;
+  int count = 0;
+  while (std::getline(ss, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item != "tlsv1.2" && item != "tlsv1.3") {
+      throw bad_value{"expected a comma-separated list of tlsv1.2, tlsv1.3"};
+    }
+    ++count;
+  }
+  if (count == 0) {
+    throw bad_value{"expected a comma-separated list of tlsv1.2, tlsv1.3"};
+  }
+  return v;
+}
+
+// Listener keys valid for every kind, for TLS kinds and for WebSocket kinds.
+bool set_listener_key(listener_config& l, const std::string& k, const toml::node& v) {
+  if (k == "bind") {
+    l.bind = as_string(v);
+    if (!split_host_port(l.bind)) {
+      throw bad_value{"expected \"host:port\" or \"[ipv6]:port\""};
+    }
+  } else if (k == "max_connections") {
+    l.max_connections = as_u32(v, 1);
+  } else if (k == "acceptors") {
+    l.acceptors = as_u32(v, 1, 1024);
+  } else if (k == "max_conn_rate") {
+    l.max_conn_rate = as_u32(v);
+  } else if (k == "max_bytes_in_rate") {
+    l.max_bytes_in_rate = as_u32(v);
+  } else if (k == "max_bytes_in_burst") {
+    l.max_bytes_in_burst = as_u32(v);
+  } else if (k == "max_publish_rate") {
+    l.max_publish_rate = as_u32(v);
+  } else if (k == "max_publish_burst") {
+    l.max_publish_burst = as_u32(v);
+  } else if (k == "proxy_protocol") {
+    l.proxy_protocol = as_bool(v);
+  } else if (l.is_tls() && k == "certfile") {
+    l.certfile = as_string(v);
+  } else if (l.is_tls() && k == "keyfile") {
+    l.keyfile = as_string(v);
+  } else if (l.is_tls() && k == "cacertfile") {
+    l.cacertfile = as_string(v);
+  } else if (l.is_tls() && k == "verify") {
+    l.verify = as_choice(v, {"none", "request", "require"});
+  } else if (l.is_tls() && k == "tls_versions") {
+    l.tls_versions = as_tls_versions(v);
+  } else if (l.is_tls() && k == "ciphers") {
+    l.ciphers = as_string(v);
+  } else if (l.is_tls() && k == "ciphersuites") {
+    l.ciphersuites = as_string(v);
+  } else if (l.is_tls() && k == "peer_cert_as_username") {
+    l.peer_cert_as_username = as_choice(v, {"none", "cn", "san"});
+  } else if (l.is_tls() && k == "peer_cert_as_clientid") {
+    l.peer_cert_as_clientid = as_choice(v, {"none", "cn", "san"});
+  } else if (l.is_ws() && k == "path") {
+    l.path = as_string(v);
+    if (l.path.empty() || l.path[0] != '/') {
+      throw bad_value{"expected a path starting with /"};
+    }
+  } else {
+    return false;
+  }
+  return true;
+}
+
 void apply_listener(config& c, const std::string& kind, const std::string& name,
                     const toml::table& t, const std::string& origin) {
-  if (kind != "tcp") {
+  if (kind != "tcp" && kind != "ssl" && kind != "ws" && kind != "wss") {
     throw std::runtime_error(where(origin, t, "listeners." + kind) +
-                             "unknown listener kind (supported: tcp)");
+                             "unknown listener kind (supported: tcp, ssl, ws, wss)");
   }
   auto key = kind + "." + name;
-  auto& l = c.listeners[key];
+  listener_config l;
+  if (auto it = c.listeners.find(key); it != c.listeners.end()) {
+    l = it->second;
+  } else {
+    l.bind = default_bind(kind);
+  }
   l.name = name;
   l.kind = kind;
+  bool enabled = true;
   for (auto&& [k, v] : t) {
     std::string full = "listeners." + key + "." + std::string(k.str());
     try {
-      if (k == "bind") {
-        l.bind = as_string(v);
-        if (!split_host_port(l.bind)) {
-          throw bad_value{"expected \"host:port\" or \"[ipv6]:port\""};
-        }
-      } else if (k == "max_connections") {
-        l.max_connections = as_u32(v, 1);
-      } else {
-        throw bad_value{"unknown key"};
+      if (k == "enabled") {
+        enabled = as_bool(v);
+      } else if (!set_listener_key(l, std::string(k.str()), v)) {
+        static const char* tls_ws_keys[] = {
+            "certfile", "keyfile", "cacertfile", "verify", "tls_versions", "ciphers",
+            "ciphersuites", "peer_cert_as_username", "peer_cert_as_clientid", "path"};
+        bool is_other_kinds = std::find(std::begin(tls_ws_keys), std::end(tls_ws_keys),
+                                        std::string(k.str())) != std::end(tls_ws_keys);
+        throw bad_value{is_other_kinds ? "unknown key for a listener of kind " + kind
+                                       : std::string("unknown key")};
       }
     } catch (const bad_value& e) {
       throw std::runtime_error(where(origin, v, full) + e.what);
     }
+  }
+  if (l.is_tls() && (l.certfile.empty() || l.keyfile.empty())) {
+    throw std::runtime_error(where(origin, t, "listeners." + key) +
+                             "a TLS listener needs certfile and keyfile");
+  }
+  if (l.is_tls() && l.verify != "none" && l.cacertfile.empty()) {
+    throw std::runtime_error(where(origin, t, "listeners." + key) +
+                             "verify = \"" + l.verify + "\" needs cacertfile");
+  }
+  if (enabled) {
+    c.listeners[key] = std::move(l);
+  } else {
+    c.listeners.erase(key);  // shown in the file, switched off
   }
 }
 

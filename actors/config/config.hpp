@@ -14,12 +14,39 @@
 
 namespace tern::actors::config {
 
-/// One listener ("[listeners.tcp.<name>]").
+/// One listener ("[listeners.<kind>.<name>]", kind = tcp, ssl, ws or wss).
 struct listener_config {
   std::string name;
   std::string kind = "tcp";
   std::string bind = "127.0.0.1:1883";  ///< host:port; IPv6 as [::1]:1883
   std::uint32_t max_connections = 1024000;
+  /// Concurrent accept operations on the listening socket.
+  std::uint32_t acceptors = 4;
+  /// New connections per second accepted (token bucket, burst = rate); 0: no limit.
+  std::uint32_t max_conn_rate = 0;
+  /// Bytes per second read from one connection; 0: no limit. Burst 0 means burst = rate.
+  std::uint32_t max_bytes_in_rate = 0;
+  std::uint32_t max_bytes_in_burst = 0;
+  /// PUBLISH packets per second read from one connection; 0: no limit.
+  std::uint32_t max_publish_rate = 0;
+  std::uint32_t max_publish_burst = 0;
+  /// Expect a PROXY protocol v1/v2 header before the client's bytes.
+  bool proxy_protocol = false;
+  // TLS (kinds ssl and wss).
+  std::string certfile{};
+  std::string keyfile{};
+  std::string cacertfile{};
+  std::string verify = "none";                  ///< none | request | require
+  std::string tls_versions = "tlsv1.2,tlsv1.3";  ///< comma-separated
+  std::string ciphers{};     ///< TLS 1.2 cipher list (OpenSSL syntax); "" = OpenSSL default
+  std::string ciphersuites{};  ///< TLS 1.3 suites; "" = OpenSSL default
+  std::string peer_cert_as_username = "none";  ///< none | cn | san
+  std::string peer_cert_as_clientid = "none";  ///< none | cn | san
+  // WebSocket (kinds ws and wss).
+  std::string path = "/mqtt";
+
+  bool is_tls() const { return kind == "ssl" || kind == "wss"; }
+  bool is_ws() const { return kind == "ws" || kind == "wss"; }
 };
 
 struct mqtt_config {

@@ -1,13 +1,14 @@
-// Socket side of a client connection: readiness-driven reads, batched thread-safe writes.
+// Socket side of a client connection: transport handshake, paced reads, batched writes.
 #include "actors/connection/conn_io.hpp"
 
-#include <array>
-
-#include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "actors/broker/types.hpp"
+#include "actors/listener/listener_state.hpp"
+#include "actors/listener/proxy_protocol.hpp"
+#include "actors/listener/rate_limit.hpp"
 
 namespace tern::actors::connection {
 
@@ -20,38 +21,195 @@ using boost::system::error_code;
 // owner has caught up to low. Bounds the owner's mailbox per connection.
 constexpr std::int32_t unconsumed_high = 256;
 constexpr std::int32_t unconsumed_low = 64;
-// Reads per readiness event before yielding to other connections on this thread.
-constexpr int max_reads_per_event = 16;
 
 std::int64_t to_ns(conn_io::clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+std::string format_peer(const std::string& ip, std::uint16_t port, bool is_v6) {
+  return is_v6 ? "[" + ip + "]:" + std::to_string(port) : ip + ":" + std::to_string(port);
+}
+
 }  // namespace
 
-conn_io::conn_io(asio::ip::tcp::socket sock, std::uint32_t max_packet_size,
-                 std::uint32_t max_send_buffer, std::uint64_t id)
-    : sock_(std::move(sock)), dec_(max_packet_size), id_(id), max_send_(max_send_buffer) {
+/// Per-connection rate limiting state; allocated only on listeners that limit rates.
+struct conn_io::limits {
+  limits(const config::listener_config& c, asio::any_io_executor ex, clock::time_point now)
+      : bytes(c.max_bytes_in_rate, c.max_bytes_in_burst, now),
+        publishes(c.max_publish_rate, c.max_publish_burst, now),
+        timer(std::move(ex)) {}
+
+  listener::token_bucket bytes;
+  listener::token_bucket publishes;
+  asio::steady_timer timer;
+  bool has_logged = false;
+  bool has_buffered_packets = false;  // decoded input held back by the PUBLISH rate
+};
+
+conn_io::conn_io(std::unique_ptr<listener::transport> t, std::uint32_t max_packet_size,
+                 std::uint32_t max_send_buffer, std::uint64_t id,
+                 std::shared_ptr<listener::listener_state> listener)
+    : transport_(std::move(t)),
+      listener_(std::move(listener)),
+      dec_(max_packet_size),
+      id_(id),
+      max_send_(max_send_buffer) {
+  auto& sock = transport_->socket();
   error_code ec;
-  auto ep = sock_.remote_endpoint(ec);
+  auto ep = sock.remote_endpoint(ec);
   if (!ec) {
-    peer_ = ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                                 : ep.address().to_string() + ":" + std::to_string(ep.port());
+    peer_ = format_peer(ep.address().to_string(), ep.port(), ep.address().is_v6());
   }
-  sock_.non_blocking(true, ec);
-  sock_.set_option(asio::ip::tcp::no_delay(true), ec);
+  sock.non_blocking(true, ec);
+  sock.set_option(asio::ip::tcp::no_delay(true), ec);
+  // Half-open connections of clients without an MQTT keepalive are found by TCP's.
+  sock.set_option(asio::socket_base::keep_alive(true), ec);
+  if (listener_) {
+    const auto& c = listener_->cfg;
+    if (c.max_bytes_in_rate > 0 || c.max_publish_rate > 0) {
+      limits_ = std::make_unique<limits>(c, sock.get_executor(), clock::now());
+    }
+  }
+}
+
+conn_io::~conn_io() {
+  if (!closed_.load() && listener_) {
+    listener_->active.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 void conn_io::start(caf::actor owner, clock::duration connect_timeout) {
   owner_ = std::move(owner);
   deadline_ns_ = to_ns(clock::now() + connect_timeout);
   auto self = shared_from_this();
-  asio::post(sock_.get_executor(), [self] { self->wait_readable(); });
+  asio::post(transport_->socket().get_executor(), [self] {
+    if (self->listener_ && self->listener_->cfg.proxy_protocol) {
+      self->proxy_buf_ = std::make_unique<std::string>();
+      self->read_proxy_header();
+    } else {
+      self->start_transport();
+    }
+  });
+}
+
+void conn_io::read_proxy_header() {
+  auto self = shared_from_this();
+  transport_->socket().async_wait(asio::ip::tcp::socket::wait_read, [self](error_code ec) {
+    if (ec) {
+      self->on_read_error(ec == asio::error::operation_aborted ? "closed" : ec.message());
+      return;
+    }
+    if (self->closed_) {
+      return;
+    }
+    auto& sock = self->transport_->socket();
+    auto& got = *self->proxy_buf_;
+    // Peek, then consume only the bytes that belong to the header: what follows it is the
+    // client's TLS, WebSocket or MQTT stream and must stay in the socket for the transport.
+    std::array<char, listener::proxy_v2_max> tmp;
+    error_code rec;
+    auto n = sock.receive(asio::buffer(tmp), asio::socket_base::message_peek, rec);
+    if (rec == asio::error::would_block || rec == asio::error::try_again) {
+      self->read_proxy_header();
+      return;
+    }
+    if (rec) {
+      self->on_read_error(rec == asio::error::eof ? "peer closed the connection" : rec.message());
+      return;
+    }
+    std::string view = got + std::string(tmp.data(), n);
+    auto r = listener::parse_proxy_header(view);
+    if (r.st == listener::proxy_result::status::error) {
+      self->listener_->ctx->stats.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("conn {} {}: bad PROXY protocol header ({}), closing", self->id_, self->peer_,
+                   r.error);
+      self->do_close("bad PROXY protocol header: " + r.error);
+      return;
+    }
+    auto take = r.length - got.size();
+    if (take > 0) {
+      auto m = sock.receive(asio::buffer(tmp.data(), take), 0, rec);
+      if (rec || m != take) {
+        self->do_close("PROXY protocol header: read failed");
+        return;
+      }
+      got.append(tmp.data(), m);
+    }
+    if (r.st == listener::proxy_result::status::need_more) {
+      self->read_proxy_header();
+      return;
+    }
+    const auto& h = r.header;
+    if (!h.is_local) {
+      auto via = self->peer_;
+      self->peer_ =
+          format_peer(h.source_ip, h.source_port, h.source_ip.find(':') != std::string::npos);
+      spdlog::info("conn {}: PROXY v{} header: client {} (via {})", self->id_, h.version,
+                   self->peer_, via);
+    } else {
+      spdlog::debug("conn {} {}: PROXY v{} header without a client address", self->id_, self->peer_,
+                    h.version);
+    }
+    self->proxy_buf_.reset();
+    self->start_transport();
+  });
+}
+
+void conn_io::start_transport() {
+  if (closed_) {
+    return;
+  }
+  transport_->handshake(shared_from_this());
+}
+
+void conn_io::on_handshake(const std::string& error) {
+  if (closed_) {
+    return;
+  }
+  if (!error.empty()) {
+    if (listener_) {
+      listener_->ctx->stats.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    spdlog::info("conn {} {}: {} handshake failed: {}", id_, peer_, transport_->kind(), error);
+    do_close(std::string(transport_->kind()) + " handshake failed: " + error);
+    return;
+  }
+  if (auto cert = transport_->client_cert(); cert.is_present) {
+    spdlog::debug("conn {} {}: client certificate CN={} SAN={}", id_, peer_, cert.cn, cert.san);
+    cert_ = std::make_unique<listener::peer_cert>(std::move(cert));
+  }
+  wait_readable();
+}
+
+const listener::peer_cert& conn_io::client_cert() const {
+  static const listener::peer_cert none;
+  return cert_ ? *cert_ : none;
+}
+
+std::string conn_io::cert_field(const std::string& which) const {
+  if (!cert_) {
+    return {};
+  }
+  if (which == "cn") {
+    return cert_->cn;
+  }
+  if (which == "san") {
+    return cert_->san;
+  }
+  return {};
+}
+
+std::string conn_io::cert_username() const {
+  return listener_ ? cert_field(listener_->cfg.peer_cert_as_username) : std::string();
+}
+
+std::string conn_io::cert_clientid() const {
+  return listener_ ? cert_field(listener_->cfg.peer_cert_as_clientid) : std::string();
 }
 
 void conn_io::set_version(proto::mqtt::protocol_version v) {
   auto self = shared_from_this();
-  asio::post(sock_.get_executor(), [self, v] { self->dec_.set_version(v); });
+  asio::post(transport_->socket().get_executor(), [self, v] { self->dec_.set_version(v); });
 }
 
 void conn_io::set_keepalive(std::chrono::milliseconds allowed_silence) {
@@ -63,77 +221,121 @@ void conn_io::set_keepalive(std::chrono::milliseconds allowed_silence) {
 void conn_io::check_deadline(clock::time_point now) {
   auto d = deadline_ns_.load(std::memory_order_relaxed);
   if (d != 0 && to_ns(now) > d && !closed_) {
-    do_close(silence_ns_ == 0 ? "no CONNECT in time" : "keepalive timeout");
+    if (silence_ns_ == 0) {
+      if (listener_) {
+        listener_->ctx->stats.connect_timeouts.fetch_add(1, std::memory_order_relaxed);
+      }
+      spdlog::info("conn {} {}: no CONNECT in time, closing", id_, peer_);
+      do_close("no CONNECT in time");
+    } else {
+      do_close("keepalive timeout");
+    }
   }
 }
 
 void conn_io::wait_readable() {
-  if (closed_) {
+  if (closed_ || stop_reading_) {
     return;
   }
-  auto self = shared_from_this();
-  sock_.async_wait(asio::ip::tcp::socket::wait_read, [self](error_code ec) {
-    if (ec) {
-      self->do_close(ec == asio::error::operation_aborted ? "closed" : ec.message());
-      return;
-    }
-    self->on_readable();
-  });
+  transport_->read(shared_from_this());
 }
 
-void conn_io::on_readable() {
-  thread_local std::array<char, 65536> buf;
-  for (int round = 0; round < max_reads_per_event && !closed_; ++round) {
-    error_code ec;
-    auto n = sock_.read_some(asio::buffer(buf), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+bool conn_io::on_input(std::string_view bytes) {
+  if (closed_ || stop_reading_) {
+    return false;
+  }
+  auto now = clock::now();
+  if (auto s = silence_ns_.load(std::memory_order_relaxed); s != 0) {
+    deadline_ns_.store(to_ns(now) + s, std::memory_order_relaxed);
+  }
+  bool keep_reading = true;
+  if (limits_ && !limits_->bytes.take(static_cast<double>(bytes.size()), now)) {
+    keep_reading = false;
+  }
+  dec_.feed(bytes);
+  return decode_buffered(now) && keep_reading &&
+         unconsumed_.load(std::memory_order_relaxed) < unconsumed_high;
+}
+
+bool conn_io::decode_buffered(clock::time_point now) {
+  proto::mqtt::packet p;
+  for (;;) {
+    auto st = dec_.next(p);
+    if (st == proto::mqtt::decode_status::need_more) {
       break;
     }
-    if (ec) {
-      do_close(ec == asio::error::eof ? "peer closed the connection" : ec.message());
-      return;
-    }
-    if (auto s = silence_ns_.load(std::memory_order_relaxed); s != 0) {
-      deadline_ns_.store(to_ns(clock::now()) + s, std::memory_order_relaxed);
-    }
-    dec_.feed(std::string_view(buf.data(), n));
-    proto::mqtt::packet p;
-    for (;;) {
-      auto st = dec_.next(p);
-      if (st == proto::mqtt::decode_status::need_more) {
-        break;
+    if (st == proto::mqtt::decode_status::error) {
+      auto& e = dec_.error();
+      spdlog::info("conn {} {}: bad packet ({:#04x} {}), closing", id_, peer_,
+                   static_cast<unsigned>(e.code), e.detail);
+      std::string answer;
+      if (e.code == proto::mqtt::reason_code::unsupported_protocol_version) {
+        // [MQTT-3.1.2-2] answer an unknown protocol level with CONNACK 0x01, then close.
+        answer.assign("\x20\x02\x00\x01", 4);
+      } else if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_) {
+        // [MQTT-4.13.1-1] a v5 peer is told why before the connection closes.
+        proto::mqtt::disconnect d;
+        d.reason = static_cast<std::uint8_t>(e.code);
+        proto::mqtt::encode(d, proto::mqtt::protocol_version::v5, answer);
       }
-      if (st == proto::mqtt::decode_status::error) {
-        auto& e = dec_.error();
-        spdlog::info("conn {} {}: bad packet ({:#04x} {}), closing", id_, peer_,
-                     static_cast<unsigned>(e.code), e.detail);
-        if (e.code == proto::mqtt::reason_code::unsupported_protocol_version) {
-          // [MQTT-3.1.2-2] answer an unknown protocol level with CONNACK 0x01, then close.
-          static const char refuse[] = {0x20, 0x02, 0x00, 0x01};
-          error_code ignored;
-          asio::write(sock_, asio::buffer(refuse, sizeof(refuse)), ignored);
-        } else if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_) {
-          // [MQTT-4.13.1-1] a v5 peer is told why before the connection closes.
-          proto::mqtt::disconnect d;
-          d.reason = static_cast<std::uint8_t>(e.code);
-          std::string bytes;
-          proto::mqtt::encode(d, proto::mqtt::protocol_version::v5, bytes);
-          error_code ignored;
-          asio::write(sock_, asio::buffer(bytes), ignored);
-        }
-        do_close("protocol error: " + e.detail);
-        return;
+      stop_reading_ = true;
+      if (!answer.empty()) {
+        send(std::move(answer));
       }
-      unconsumed_.fetch_add(1, std::memory_order_relaxed);
-      caf::anon_send(owner_, packet_atom::value, std::move(p));
-      p = proto::mqtt::packet{};
+      close("protocol error: " + e.detail, true);
+      return false;
     }
-    if (n < buf.size()) {
-      break;
+    bool is_over_rate = limits_ && std::holds_alternative<proto::mqtt::publish>(p) &&
+                        !limits_->publishes.take(1, now);
+    unconsumed_.fetch_add(1, std::memory_order_relaxed);
+    caf::anon_send(owner_, packet_atom::value, std::move(p));
+    p = proto::mqtt::packet{};
+    if (is_over_rate) {
+      // Packets already read but over the PUBLISH rate stay in the decoder until the
+      // bucket refills: pausing the socket alone would not hold them back.
+      limits_->has_buffered_packets = true;
+      return false;
     }
   }
-  if (closed_) {
+  if (limits_) {
+    limits_->has_buffered_packets = false;
+  }
+  return true;
+}
+
+void conn_io::after_input() {
+  if (closed_ || stop_reading_) {
     return;
+  }
+  if (limits_) {
+    auto now = clock::now();
+    auto bytes_wait = limits_->bytes.delay(now);
+    auto pub_wait = limits_->publishes.delay(now);
+    auto wait = std::max(bytes_wait, pub_wait);
+    if (wait.count() > 0) {
+      auto& stats = listener_->ctx->stats;
+      if (bytes_wait.count() > 0) {
+        stats.bytes_in_limited.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (pub_wait.count() > 0) {
+        stats.publish_in_limited.fetch_add(1, std::memory_order_relaxed);
+      }
+      const char* which = bytes_wait >= pub_wait ? "max_bytes_in_rate" : "max_publish_rate";
+      if (!limits_->has_logged) {
+        limits_->has_logged = true;
+        spdlog::info("conn {} {}: listener {} {} reached, pausing reads for {} ms", id_, peer_,
+                     listener_->id, which, wait.count());
+      } else {
+        spdlog::trace("conn {} {}: {} reached, pausing reads for {} ms", id_, peer_, which,
+                      wait.count());
+      }
+      pause_for(wait);
+      return;
+    }
+    if (limits_->has_buffered_packets && !decode_buffered(now)) {
+      after_input();  // paused again by the PUBLISH rate (or closed)
+      return;
+    }
   }
   if (unconsumed_.load() >= unconsumed_high) {
     read_paused_ = true;
@@ -145,11 +347,23 @@ void conn_io::on_readable() {
   wait_readable();
 }
 
+void conn_io::pause_for(clock::duration d) {
+  auto self = shared_from_this();
+  limits_->timer.expires_after(d);
+  limits_->timer.async_wait([self](error_code ec) {
+    if (!ec) {
+      self->after_input();
+    }
+  });
+}
+
+void conn_io::on_read_error(const std::string& reason) { do_close(reason); }
+
 void conn_io::consumed(std::uint32_t n) {
   auto left = unconsumed_.fetch_sub(static_cast<std::int32_t>(n)) - static_cast<std::int32_t>(n);
   if (left < unconsumed_low && read_paused_.load() && read_paused_.exchange(false)) {
     auto self = shared_from_this();
-    asio::post(sock_.get_executor(), [self] { self->wait_readable(); });
+    asio::post(transport_->socket().get_executor(), [self] { self->wait_readable(); });
   }
 }
 
@@ -166,10 +380,17 @@ bool conn_io::send(std::string bytes) {
     auto backlog = backlog_.fetch_add(bytes.size()) + bytes.size();
     if (backlog > 2 * static_cast<std::size_t>(max_send_)) {
       // The client does not read: stop before it grows our memory without bound.
+      backlog_.fetch_sub(bytes.size());
       close_after_flush_ = true;
       close_reason_ = "send buffer overflow (client not reading)";
+      if (listener_) {
+        listener_->ctx->stats.send_buffer_overflows.fetch_add(1, std::memory_order_relaxed);
+      }
+      spdlog::info("conn {} {}: outgoing buffer over {} bytes (client not reading), closing", id_,
+                   peer_, 2 * static_cast<std::size_t>(max_send_));
       auto self = shared_from_this();
-      asio::post(sock_.get_executor(), [self] { self->do_close(self->close_reason_); });
+      asio::post(transport_->socket().get_executor(),
+                 [self] { self->do_close(self->close_reason_); });
       return false;
     }
     if (out_.empty()) {
@@ -184,7 +405,7 @@ bool conn_io::send(std::string bytes) {
   }
   if (start) {
     auto self = shared_from_this();
-    asio::post(sock_.get_executor(), [self] { self->flush(); });
+    asio::post(transport_->socket().get_executor(), [self] { self->flush(); });
   }
   return true;
 }
@@ -206,22 +427,25 @@ void conn_io::flush() {
     writing_.clear();
     writing_.swap(out_);
   }
-  auto self = shared_from_this();
-  asio::async_write(sock_, asio::buffer(writing_), [self](error_code ec, std::size_t n) {
-    self->backlog_.fetch_sub(n);
-    if (ec) {
-      {
-        std::lock_guard lock{self->out_mtx_};
-        self->write_pending_ = false;
-      }
-      self->do_close(ec.message());
-      return;
+  transport_->write(shared_from_this(), writing_);
+}
+
+void conn_io::on_written(const error_code& ec, std::size_t) {
+  backlog_.fetch_sub(writing_.size());
+  if (ec) {
+    {
+      std::lock_guard lock{out_mtx_};
+      write_pending_ = false;
     }
-    if (self->writing_.capacity() > 256 * 1024) {
-      std::string().swap(self->writing_);
-    }
-    self->flush();
-  });
+    do_close(ec == asio::error::operation_aborted ? "closed" : ec.message());
+    return;
+  }
+  if (writing_.capacity() > 256 * 1024) {
+    std::string().swap(writing_);
+  } else {
+    writing_.clear();
+  }
+  flush();
 }
 
 void conn_io::close(std::string reason, bool flush_first) {
@@ -234,15 +458,20 @@ void conn_io::close(std::string reason, bool flush_first) {
       return;
     }
   }
-  asio::post(sock_.get_executor(), [self, reason = std::move(reason)] { self->do_close(reason); });
+  asio::post(transport_->socket().get_executor(),
+             [self, reason = std::move(reason)] { self->do_close(reason); });
 }
 
 void conn_io::do_close(const std::string& reason) {
   // Runs on the io thread only.
   if (!closed_.exchange(true)) {
-    error_code ec;
-    sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    sock_.close(ec);
+    transport_->close();
+    if (limits_) {
+      limits_->timer.cancel();
+    }
+    if (listener_) {
+      listener_->active.fetch_sub(1, std::memory_order_relaxed);
+    }
   }
   if (!notified_ && owner_) {
     notified_ = true;

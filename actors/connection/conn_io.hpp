@@ -1,9 +1,11 @@
 // The socket side of one client connection, run by an Asio io_context thread.
 //
-// Reads only when the socket is readable, into a per-thread buffer (no read buffer is held
-// while a client is idle), decodes packets and hands each to the owning connection actor.
-// Writes are thread-safe: any actor may call send(); bytes are batched into one write.
-// Stops reading while the owner has too many unprocessed packets (back-pressure).
+// The bytes travel over a listener::transport (TCP, TLS, WebSocket, WebSocket over TLS).
+// Over plain TCP it reads only when the socket is readable, into a per-thread buffer (no
+// read buffer is held while a client is idle). It decodes packets and hands each to the
+// owning connection actor. Writes are thread-safe: any actor may call send(); bytes are
+// batched into one write. Reading pauses while the owner has too many unprocessed packets
+// (back-pressure) and while a byte or PUBLISH rate limit of the listener is exceeded.
 #pragma once
 
 #include <atomic>
@@ -12,12 +14,18 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <caf/actor.hpp>
 
+#include "actors/listener/transport.hpp"
 #include "proto/mqtt/codec.hpp"
+
+namespace tern::actors::listener {
+struct listener_state;
+}
 
 namespace tern::actors::connection {
 
@@ -25,10 +33,15 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
  public:
   using clock = std::chrono::steady_clock;
 
-  conn_io(boost::asio::ip::tcp::socket sock, std::uint32_t max_packet_size,
-          std::uint32_t max_send_buffer, std::uint64_t id);
+  /// `listener` may be null (no limits, no counters).
+  conn_io(std::unique_ptr<listener::transport> t, std::uint32_t max_packet_size,
+          std::uint32_t max_send_buffer, std::uint64_t id,
+          std::shared_ptr<listener::listener_state> listener = nullptr);
+  ~conn_io();
 
-  /// Starts reading; packets and the final close go to `owner`.
+  /// Starts the connection (PROXY header, transport handshake, then reading); packets and
+  /// the final close go to `owner`. The whole start must finish within connect_timeout, and
+  /// CONNECT must arrive within it.
   void start(caf::actor owner, clock::duration connect_timeout);
 
   /// Queues bytes for writing. Returns false, and closes the connection, when the client has
@@ -53,25 +66,56 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   void set_version(proto::mqtt::protocol_version v);
 
   std::uint64_t id() const { return id_; }
+  /// "ip:port" of the client (from the PROXY header when the listener expects one).
   const std::string& peer() const { return peer_; }
   bool is_closed() const { return closed_.load(); }
+  /// "tcp", "ssl", "ws" or "wss".
+  const char* transport_kind() const { return transport_->kind(); }
+
+  /// The verified TLS client certificate (empty fields without one). Set before the first
+  /// packet reaches the owner.
+  const listener::peer_cert& client_cert() const;
+  /// The certificate's CN or SAN when the listener maps it to the username / client id
+  /// (peer_cert_as_username, peer_cert_as_clientid); empty otherwise.
+  std::string cert_username() const;
+  std::string cert_clientid() const;
+
+  // Called by the transport, on the io thread.
+  void on_handshake(const std::string& error);
+  /// Returns whether the transport may keep reading in this round.
+  bool on_input(std::string_view bytes);
+  void after_input();
+  void on_read_error(const std::string& reason);
+  void on_written(const boost::system::error_code& ec, std::size_t n);
 
  private:
+  struct limits;
+
+  void read_proxy_header();
+  void start_transport();
   void wait_readable();
-  void on_readable();
+  /// Hands the decoder's complete packets to the owner; false when it stopped early
+  /// (closed, or the PUBLISH rate was reached).
+  bool decode_buffered(clock::time_point now);
+  void pause_for(clock::duration d);
   void flush();
   void do_close(const std::string& reason);
+  std::string cert_field(const std::string& which) const;
 
-  boost::asio::ip::tcp::socket sock_;
+  std::unique_ptr<listener::transport> transport_;
+  std::shared_ptr<listener::listener_state> listener_;
   caf::actor owner_;
   proto::mqtt::decoder dec_;
   const std::uint64_t id_;
   const std::uint32_t max_send_;
   std::string peer_;
+  std::unique_ptr<listener::peer_cert> cert_;  // only after a TLS client certificate
+  std::unique_ptr<limits> limits_;             // only when the listener has rate limits
+  std::unique_ptr<std::string> proxy_buf_;     // only while a PROXY header is being read
 
   std::mutex out_mtx_;
-  std::string out_;      // guarded by out_mtx_
-  std::string writing_;  // owned by the io thread while a write is in progress
+  std::string out_;             // guarded by out_mtx_
+  std::string writing_;         // owned by the io thread while a write is in progress
   bool write_pending_ = false;  // guarded by out_mtx_
   bool close_after_flush_ = false;
   std::string close_reason_;
@@ -80,6 +124,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   std::atomic<std::int32_t> unconsumed_{0};
   std::atomic<bool> read_paused_{false};
   std::atomic<bool> closed_{false};
+  bool stop_reading_ = false;  // io thread: input was refused, the close is under way
   bool notified_ = false;
 
   std::atomic<std::int64_t> deadline_ns_{0};  // 0: none

@@ -219,6 +219,8 @@ void accept_connect(self_ptr self, mqtt::connect& c, bool id_assigned,
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
+  req.peer_cert_cn = st.io->client_cert().cn;
+  req.peer_cert_san = st.io->client_cert().san;
   if (c.version == protocol_version::v5) {
     st.expiry_was_zero = c.props.session_expiry_interval.value_or(0) == 0;
     req.connack_props = connack_properties(self, c, id_assigned, req.expiry, keep_alive);
@@ -326,6 +328,13 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   st.version = c.version;
   st.io->set_version(c.version);
   const auto& cfg = st.ctx->cfg;
+  // TLS listeners may take the username / client id from the client certificate.
+  if (auto u = st.io->cert_username(); !u.empty()) {
+    c.username = std::move(u);
+  }
+  if (auto id = st.io->cert_clientid(); !id.empty()) {
+    c.client_id = std::move(id);
+  }
   bool id_assigned = false;
   if (c.client_id.empty()) {
     if (!c.clean_start && c.version != protocol_version::v5) {

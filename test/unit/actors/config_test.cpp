@@ -51,6 +51,13 @@ void check_same_listener(const listener_config& a, const listener_config& b) {
   CHECK(a.kind == b.kind);
   CHECK(a.bind == b.bind);
   CHECK(a.max_connections == b.max_connections);
+  CHECK(a.acceptors == b.acceptors);
+  CHECK(a.max_conn_rate == b.max_conn_rate);
+  CHECK(a.max_bytes_in_rate == b.max_bytes_in_rate);
+  CHECK(a.max_bytes_in_burst == b.max_bytes_in_burst);
+  CHECK(a.max_publish_rate == b.max_publish_rate);
+  CHECK(a.max_publish_burst == b.max_publish_burst);
+  CHECK(a.proxy_protocol == b.proxy_protocol);
 }
 
 // Field-by-field equality (C++17: no defaulted operator==).
@@ -361,7 +368,7 @@ TEST_CASE("config: listeners", "[config]") {
   SECTION("an unknown listener kind is rejected") {
     auto msg = parse_err("[listeners.udp.x]\nbind = \"127.0.0.1:1883\"\n");
     CHECK_THAT(msg, StartsWith("test.toml:") &&
-                        Contains("listeners.udp: unknown listener kind (supported: tcp)"));
+                        Contains("listeners.udp: unknown listener kind (supported: tcp, ssl, ws, wss)"));
   }
   SECTION("unknown keys and bad values inside a listener are rejected") {
     CHECK(parse_err("[listeners.tcp.x]\nbind = \"127.0.0.1:1\"\nport = 1883\n") ==
@@ -373,6 +380,47 @@ TEST_CASE("config: listeners", "[config]") {
     CHECK_THAT(parse_err("[listeners.tcp]\nx = 1\n"),
                StartsWith("test.toml:2: listeners.tcp.x: expected a table"));
     CHECK_THAT(parse_err("listeners = 1\n"), StartsWith("test.toml:1: listeners: "));
+  }
+  SECTION("ssl, ws and wss listeners, limits, disabled listeners") {
+    auto c = parse_ok(
+        "[listeners.tcp.a]\nacceptors = 2\nmax_conn_rate = 50\nmax_bytes_in_rate = 1000\n"
+        "max_publish_rate = 10\nproxy_protocol = true\n"
+        "[listeners.ssl.s]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\ncacertfile = \"ca.pem\"\n"
+        "verify = \"require\"\npeer_cert_as_username = \"cn\"\ntls_versions = \"tlsv1.3\"\n"
+        "[listeners.ws.w]\npath = \"/m\"\n"
+        "[listeners.wss.off]\nenabled = false\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n");
+    REQUIRE(c.listeners.size() == 3);
+    const auto& a = c.listeners.at("tcp.a");
+    CHECK(a.acceptors == 2);
+    CHECK(a.max_conn_rate == 50);
+    CHECK(a.max_bytes_in_rate == 1000);
+    CHECK(a.max_publish_rate == 10);
+    CHECK(a.proxy_protocol);
+    const auto& s = c.listeners.at("ssl.s");
+    CHECK(s.bind == "127.0.0.1:8883");
+    CHECK(s.verify == "require");
+    CHECK(s.peer_cert_as_username == "cn");
+    CHECK(s.tls_versions == "tlsv1.3");
+    CHECK(c.listeners.at("ws.w").bind == "127.0.0.1:8083");
+    CHECK(c.listeners.at("ws.w").path == "/m");
+    CHECK(c.listeners.count("wss.off") == 0);
+  }
+  SECTION("bad TLS and WebSocket settings name the line") {
+    CHECK_THAT(parse_err("[listeners.ssl.s]\nkeyfile = \"k.pem\"\n"),
+               StartsWith("test.toml:1: listeners.ssl.s: ") && Contains("certfile"));
+    CHECK_THAT(parse_err("[listeners.ssl.s]\ncertfile = \"c\"\nkeyfile = \"k\"\n"
+                         "verify = \"require\"\n"),
+               Contains("needs cacertfile"));
+    CHECK_THAT(parse_err("[listeners.ssl.s]\ncertfile = \"c\"\nkeyfile = \"k\"\n"
+                         "verify = \"maybe\"\n"),
+               StartsWith("test.toml:4: listeners.ssl.s.verify: expected one of"));
+    CHECK_THAT(parse_err("[listeners.ssl.s]\ncertfile = \"c\"\nkeyfile = \"k\"\n"
+                         "tls_versions = \"tlsv1.0\"\n"),
+               StartsWith("test.toml:4: listeners.ssl.s.tls_versions: "));
+    CHECK(parse_err("[listeners.tcp.x]\ncertfile = \"c\"\n") ==
+          "test.toml:2: listeners.tcp.x.certfile: unknown key for a listener of kind tcp");
+    CHECK_THAT(parse_err("[listeners.ws.x]\npath = \"mqtt\"\n"),
+               StartsWith("test.toml:2: listeners.ws.x.path: "));
   }
 }
 
