@@ -131,12 +131,14 @@ struct node::impl {
     if (stats.connections.load() >= lc.max_connections) {
       spdlog::warn("listener {}: max_connections ({}) reached, refusing a connection", lc.name,
                    lc.max_connections);
+      stats.limit_hits.fetch_add(1, std::memory_order_relaxed);
       return;  // the socket closes as it goes out of scope
     }
     stats.connections_total.fetch_add(1, std::memory_order_relaxed);
     auto io = std::make_shared<connection::conn_io>(
         std::move(s), ctx->cfg.mqtt.max_packet_size, ctx->cfg.session.max_send_buffer,
         ctx->next_conn_id.fetch_add(1));
+    io->set_counters(&stats);
     w.add(io);
     connection::start_connection(*sys, ctx, io);
   }
@@ -244,6 +246,14 @@ std::optional<std::string> node::start() {
                cfg.node_name, m.sys->scheduler().num_workers(), cfg.io_threads,
                m.ctx->retained.size(), cfg.data_dir);
   return std::nullopt;
+}
+
+std::shared_ptr<context> node::shared_context() const {
+  return impl_->ctx;
+}
+
+caf::actor_system& node::system() const {
+  return *impl_->sys;
 }
 
 void node::stop() {

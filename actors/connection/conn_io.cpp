@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/broker/context.hpp"
 #include "actors/broker/types.hpp"
 
 namespace tern::actors::connection {
@@ -96,6 +97,9 @@ void conn_io::on_readable() {
     if (auto s = silence_ns_.load(std::memory_order_relaxed); s != 0) {
       deadline_ns_.store(to_ns(clock::now()) + s, std::memory_order_relaxed);
     }
+    if (counters_) {
+      counters_->bytes_received.fetch_add(n, std::memory_order_relaxed);
+    }
     dec_.feed(std::string_view(buf.data(), n));
     proto::mqtt::packet p;
     for (;;) {
@@ -125,6 +129,11 @@ void conn_io::on_readable() {
         return;
       }
       unconsumed_.fetch_add(1, std::memory_order_relaxed);
+      if (counters_) {
+        auto* pub = std::get_if<proto::mqtt::publish>(&p);
+        counters_->count_in(static_cast<unsigned>(proto::mqtt::type_of(p)),
+                            pub ? static_cast<unsigned>(pub->q) : 0);
+      }
       caf::anon_send(owner_, packet_atom::value, std::move(p));
       p = proto::mqtt::packet{};
     }
@@ -171,6 +180,9 @@ bool conn_io::send(std::string bytes) {
       auto self = shared_from_this();
       asio::post(sock_.get_executor(), [self] { self->do_close(self->close_reason_); });
       return false;
+    }
+    if (counters_) {
+      counters_->count_out(bytes);
     }
     if (out_.empty()) {
       out_ = std::move(bytes);

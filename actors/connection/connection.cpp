@@ -6,6 +6,7 @@
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
+#include "actors/mgmt/presence.hpp"
 #include "proto/mqtt/topic.hpp"
 
 namespace tern::actors::connection {
@@ -141,6 +142,12 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
+  mgmt::client_info info{c.client_id, c.username.value_or(""), st.io->peer(),
+                         static_cast<std::uint8_t>(c.version), c.keep_alive, c.clean_start,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count(),
+                         st.io->id(), req.conn};
   // await: packets the client pipelines after CONNECT wait until the session is attached.
   self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
       .await(
@@ -152,6 +159,7 @@ void on_connect(self_ptr self, mqtt::connect& c) {
             st.session = std::move(r.session);
             st.ph = phase::connected;
             st.ctx->stats.connections.fetch_add(1, std::memory_order_relaxed);
+            mgmt::client_connected(*st.ctx, info);
             spdlog::debug("client {} connected from {} (v{}, session present {})", st.client_id,
                           st.io->peer(), static_cast<int>(st.version), r.session_present);
           },
@@ -278,6 +286,7 @@ void on_closed(self_ptr self, const std::string& reason) {
   }
   if (was_connected) {
     st.ctx->stats.connections.fetch_sub(1, std::memory_order_relaxed);
+    mgmt::client_disconnected(*st.ctx, st.client_id, st.io->id(), reason);
   }
   self->quit();
 }

@@ -7,6 +7,7 @@
 
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
+#include "actors/mgmt/queries.hpp"
 #include "proto/mqtt/codec.hpp"
 #include "proto/mqtt/topic.hpp"
 
@@ -364,6 +365,21 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
         st.s.retry(clock::now(), out);
         write_out(self, out);
         schedule_retry(self);
+      },
+      [=](mgmt::sinfo_atom) {
+        auto& st = self->state;
+        mgmt::session_details d;
+        d.client_id = st.client_id;
+        d.is_connected = static_cast<bool>(st.conn);
+        d.inflight = st.s.inflight_size();
+        d.max_inflight = st.ctx->cfg.session.max_inflight;
+        d.queued = st.s.queue_size();
+        d.awaiting_rel = st.s.awaiting_rel_size();
+        d.expiry_ms = st.expiry.count();
+        for (auto& [filter, opts] : st.subs) {
+          d.subscriptions.emplace_back(filter, static_cast<std::uint8_t>(opts.max_qos));
+        }
+        return d;
       },
       [=](terminate_atom) {
         auto& st = self->state;

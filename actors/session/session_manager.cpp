@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/broker/types.hpp"
+#include "actors/mgmt/queries.hpp"
 #include "actors/session/session_actor.hpp"
 
 namespace tern::actors::session {
@@ -146,6 +147,13 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         end_session(self, it);
       },
       [=](count_atom) { return self->state.by_client.size(); },
+      [=](mgmt::sessions_atom) {
+        std::vector<mgmt::session_summary> out;
+        for (auto& [id, e] : self->state.by_client) {
+          out.push_back({id, e.session, static_cast<bool>(e.conn), e.expiry.count()});
+        }
+        return out;
+      },
   };
 }
 

@@ -10,6 +10,7 @@
 
 #include "actors/broker/node.hpp"
 #include "actors/config/config.hpp"
+#include "actors/mgmt/service.hpp"
 
 namespace {
 
@@ -91,6 +92,13 @@ int main(int argc, char** argv) {
     spdlog::error("{}", *err);
     return 1;
   }
+  auto mgmt = std::make_unique<tern::actors::mgmt::service>(node->system(),
+                                                           node->shared_context());
+  if (auto err = mgmt->start()) {
+    spdlog::error("{}", *err);
+    node->stop();
+    return 1;
+  }
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("received signal {}, shutting down", sig);
@@ -100,7 +108,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "broker-node: shutdown took too long, exiting\n");
     std::_Exit(3);
   }).detach();
+  mgmt->stop();
   node->stop();
+  mgmt.reset();
   node.reset();
   return 0;
 }

@@ -56,6 +56,8 @@ def toml_value(v):
         return str(v)
     if isinstance(v, str):
         return json.dumps(v)  # a JSON string is a valid TOML basic string for our values
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(e) for e in v) + "]"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
@@ -64,6 +66,8 @@ def tern_config(port, data_dir, overrides):
         "node": {"name": "tern@127.0.0.1", "data_dir": str(data_dir)},
         "log": {"level": "debug"},
         "listeners.tcp.default": {"bind": f"{helpers.HOST}:{port}"},
+        # The management API on a free port (never the fixed default 18083).
+        "http": {"port": 0},
     }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
@@ -103,7 +107,7 @@ MOSQUITTO_OPTIONS = {
     ("session", "max_awaiting_rel"): _mosq_unsupported("mosquitto has no max_awaiting_rel"),
     ("session", "await_rel_timeout"): _mosq_unsupported("mosquitto has no await_rel_timeout"),
 }
-MOSQUITTO_IGNORED_SECTIONS = {"log", "node"}
+MOSQUITTO_IGNORED_SECTIONS = {"log", "node", "http", "sys"}
 
 
 def mosquitto_config(port, data_dir, overrides, persistent_store):

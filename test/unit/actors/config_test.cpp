@@ -74,6 +74,15 @@ void check_same(const config& a, const config& b) {
   CHECK(a.session.await_rel_timeout == b.session.await_rel_timeout);
   CHECK(a.session.max_subscriptions == b.session.max_subscriptions);
   CHECK(a.session.max_send_buffer == b.session.max_send_buffer);
+  CHECK(a.http.enabled == b.http.enabled);
+  CHECK(a.http.bind == b.http.bind);
+  CHECK(a.http.port == b.http.port);
+  CHECK(a.http.users == b.http.users);
+  CHECK(a.http.api_keys == b.http.api_keys);
+  CHECK(a.http.tls_cert == b.http.tls_cert);
+  CHECK(a.http.tls_key == b.http.tls_key);
+  CHECK(a.sys.interval == b.sys.interval);
+  CHECK(a.sys.presence == b.sys.presence);
   REQUIRE(a.listeners.size() == b.listeners.size());
   for (auto ia = a.listeners.begin(), ib = b.listeners.begin(); ia != a.listeners.end();
        ++ia, ++ib) {
@@ -444,4 +453,23 @@ TEST_CASE("config: an unknown empty section is an error", "[config]") {
 TEST_CASE("config: a file that removes every listener is an error", "[config]") {
   CHECK_THAT(parse_err("[listeners]\n"), StartsWith("test.toml: listeners: no listener"));
   CHECK_THAT(parse_err("[listeners.tcp]\n"), StartsWith("test.toml: listeners: no listener"));
+}
+
+TEST_CASE("config: [http] and [sys] sections", "[config]") {
+  auto c = parse_ok(
+      "[http]\nbind = \"0.0.0.0\"\nport = 0\nusers = [\"ops:s3cret\"]\n"
+      "api_keys = [\"0123456789abcdef\"]\n[sys]\ninterval = \"1s\"\npresence = false\n");
+  CHECK(c.http.bind == "0.0.0.0");
+  CHECK(c.http.port == 0);
+  CHECK(c.http.users == std::vector<std::string>{"ops:s3cret"});
+  CHECK(c.http.api_keys == std::vector<std::string>{"0123456789abcdef"});
+  CHECK(c.sys.interval == std::chrono::seconds(1));
+  CHECK_FALSE(c.sys.presence);
+  CHECK_THAT(parse_err("[http]\nport = 70000\n"), StartsWith("test.toml:2: http.port: "));
+  CHECK_THAT(parse_err("[http]\nusers = [\"nopassword\"]\n"),
+             StartsWith("test.toml:2: http.users: "));
+  CHECK_THAT(parse_err("[http]\napi_keys = [\"short\"]\n"),
+             StartsWith("test.toml:2: http.api_keys: "));
+  CHECK_THAT(parse_err("[http]\ntls_cert = \"a.pem\"\n"),
+             StartsWith("test.toml: http: tls_cert and tls_key"));
 }
