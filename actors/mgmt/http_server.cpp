@@ -32,11 +32,13 @@ template <class Stream>
 class session : public std::enable_shared_from_this<session<Stream>> {
  public:
   template <class... Args>
-  session(api& handler, std::atomic<std::size_t>& open, Args&&... args)
-      : stream_(std::forward<Args>(args)...), handler_(handler), open_(open) {
-    ++open_;
+  session(api& handler, std::shared_ptr<std::atomic<std::size_t>> open, Args&&... args)
+      : stream_(std::forward<Args>(args)...), handler_(handler), open_(std::move(open)) {
+    ++*open_;
   }
-  ~session() { --open_; }
+  // The io_context may destroy a pending session after the server is gone: the counter is
+  // shared, never a reference into the server.
+  ~session() { --*open_; }
 
   void run() {
     auto self = this->shared_from_this();
@@ -130,7 +132,7 @@ class session : public std::enable_shared_from_this<session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   api& handler_;
-  std::atomic<std::size_t>& open_;
+  std::shared_ptr<std::atomic<std::size_t>> open_;
 };
 
 }  // namespace
@@ -144,7 +146,7 @@ struct http_server::impl {
   const config::http_config& cfg;
   tcp::acceptor acceptor;
   std::unique_ptr<asio::ssl::context> tls;
-  std::atomic<std::size_t> open{0};
+  std::shared_ptr<std::atomic<std::size_t>> open = std::make_shared<std::atomic<std::size_t>>(0);
   std::uint16_t bound_port = 0;
 
   void accept() {
@@ -153,7 +155,7 @@ struct http_server::impl {
         return;
       }
       if (!ec) {
-        if (open.load() >= max_connections) {
+        if (open->load() >= max_connections) {
           spdlog::warn("management: {} HTTP connections open, refusing one", max_connections);
         } else if (tls) {
           std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(handler, open,
@@ -222,11 +224,8 @@ std::uint16_t http_server::port() const {
 }
 
 void http_server::stop() {
-  auto& m = *impl_;
-  asio::post(m.acceptor.get_executor(), [&m] {
-    boost::system::error_code ec;
-    m.acceptor.close(ec);
-  });
+  boost::system::error_code ec;
+  impl_->acceptor.close(ec);
 }
 
 }  // namespace tern::actors::mgmt

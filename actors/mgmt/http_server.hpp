@@ -28,7 +28,8 @@ class http_server {
   std::optional<std::string> start();
   /// The bound port (useful when the configured port is 0).
   std::uint16_t port() const;
-  /// Stops accepting; open connections end when the io_context stops.
+  /// Stops accepting. Call it when the io_context no longer runs (or from its thread); open
+  /// connections end when the io_context stops and is destroyed.
   void stop();
 
  private:

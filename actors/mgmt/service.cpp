@@ -132,20 +132,21 @@ void service::stop() {
     return;
   }
   m.running = false;
-  if (m.server) {
-    m.server->stop();
-  }
-  if (m.sys_timer) {
-    asio::post(m.io, [&m] { m.sys_timer->cancel(); });
-  }
+  // Open keep-alive connections would keep io.run() busy: stop the context outright (a
+  // request being answered finishes first), then close the acceptor and the timer with no
+  // thread running.
   m.guard.reset();
-  m.io.stop();  // open keep-alive connections would otherwise keep the threads running
+  m.io.stop();
   for (auto& t : m.threads) {
     t.join();
   }
   m.threads.clear();
-  m.server.reset();
-  m.sys_timer.reset();
+  if (m.server) {
+    m.server->stop();
+  }
+  if (m.sys_timer) {
+    m.sys_timer->cancel();
+  }
 }
 
 std::uint16_t service::http_port() const {

@@ -236,3 +236,17 @@ def test_bad_http_input_keeps_node_alive(node, clients):
                 pass
     assert mh.Api(node.http_port).get("/healthz") == {"status": "ok"}
     helpers.assert_pubsub_works(node.port)
+
+
+def test_graceful_stop_with_open_api_connections(node):
+    import http.client
+    idle = http.client.HTTPConnection(helpers.HOST, node.http_port, timeout=5)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read()  # the keep-alive connection stays open
+    import socket
+    half = socket.create_connection((helpers.HOST, node.http_port))
+    half.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n")  # request never finished
+    code, killed = node.stop()
+    assert (code, killed) == (0, False)
+    idle.close()
+    half.close()
