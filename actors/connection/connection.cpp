@@ -142,12 +142,7 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
-  mgmt::client_info info{c.client_id, c.username.value_or(""), st.io->peer(),
-                         static_cast<std::uint8_t>(c.version), c.keep_alive, c.clean_start,
-                         std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count(),
-                         st.io->id(), req.conn};
+  auto info = mgmt::make_client_info(c, st.io->peer(), st.io->id(), req.conn);
   // await: packets the client pipelines after CONNECT wait until the session is attached.
   self->request(st.ctx->sessions(), caf::infinite, open_atom::value, std::move(req))
       .await(

@@ -7,8 +7,8 @@
 #include <optional>
 #include <unordered_map>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "actors/broker/dispatch.hpp"
 #include "actors/mgmt/http_auth.hpp"
@@ -321,8 +321,7 @@ struct api::impl {
     if (!all) {
       return error(503, "the session manager did not answer");
     }
-    std::sort(all->begin(), all->end(),
-              [](auto& a, auto& b) { return a.client_id < b.client_id; });
+    std::sort(all->begin(), all->end(), [](auto& a, auto& b) { return a.client_id < b.client_id; });
     auto cid = q.find("clientid");
     std::vector<session_summary> selected;
     for (auto& s : *all) {
@@ -422,9 +421,8 @@ struct api::impl {
       return error(400, why);
     }
     std::vector<std::string> filters;
-    ctx->routes.for_each([&](std::string_view filter, const auto&) {
-      filters.emplace_back(filter);
-    });
+    ctx->routes.for_each(
+        [&](std::string_view filter, const auto&) { filters.emplace_back(filter); });
     std::sort(filters.begin(), filters.end());
     filters.erase(std::unique(filters.begin(), filters.end()), filters.end());
     auto topic = q.find("topic");

@@ -7,8 +7,7 @@ namespace tern::actors::mgmt {
 
 namespace {
 
-constexpr const char* alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 int sextet(char c) {
   if (c >= 'A' && c <= 'Z') {

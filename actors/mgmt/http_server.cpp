@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
@@ -10,7 +11,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
-#include <spdlog/spdlog.h>
 
 #include "actors/mgmt/api.hpp"
 
@@ -219,9 +219,7 @@ std::optional<std::string> http_server::start() {
   return std::nullopt;
 }
 
-std::uint16_t http_server::port() const {
-  return impl_->bound_port;
-}
+std::uint16_t http_server::port() const { return impl_->bound_port; }
 
 void http_server::stop() {
   boost::system::error_code ec;

@@ -18,14 +18,12 @@ namespace tern::actors::mgmt {
 namespace {
 
 // Packet type names by MQTT control packet type number (0 and 15 included for completeness).
-const char* const packet_names[16] = {"reserved",   "connect",     "connack",  "publish",
-                                      "puback",     "pubrec",      "pubrel",   "pubcomp",
-                                      "subscribe",  "suback",      "unsubscribe", "unsuback",
-                                      "pingreq",    "pingresp",    "disconnect", "auth"};
+const char* const packet_names[16] = {"reserved",  "connect",  "connack",     "publish",
+                                      "puback",    "pubrec",   "pubrel",      "pubcomp",
+                                      "subscribe", "suback",   "unsubscribe", "unsuback",
+                                      "pingreq",   "pingresp", "disconnect",  "auth"};
 
-std::uint64_t get(const std::atomic<std::uint64_t>& a) {
-  return a.load(std::memory_order_relaxed);
-}
+std::uint64_t get(const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); }
 
 std::string format_value(double v) {
   if (std::isnan(v)) {
@@ -59,9 +57,7 @@ std::string label_value(const std::string& v) {
 
 }  // namespace
 
-const char* version() {
-  return TERN_VERSION;
-}
+const char* version() { return TERN_VERSION; }
 
 std::string to_prometheus(const std::vector<metric_family>& families) {
   std::string out;
@@ -144,8 +140,7 @@ process_stats read_process_stats() {
   return p;
 }
 
-std::vector<std::pair<std::string, std::uint64_t>> stats_tracker::read(
-    const broker::context& ctx) {
+std::vector<std::pair<std::string, std::uint64_t>> stats_tracker::read(const broker::context& ctx) {
   std::uint64_t sessions = get(ctx.stats.sessions);
   std::uint64_t subs = ctx.routes.subscription_count();
   std::uint64_t topics = ctx.routes.route_count();
@@ -244,15 +239,18 @@ std::vector<metric_family> collect_families(const broker::context& ctx, stats_tr
     }
     return v;
   };
-  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-      std::chrono::system_clock::now() - ctx.started_at);
-  auto start = std::chrono::duration_cast<std::chrono::seconds>(
-      ctx.started_at.time_since_epoch());
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() -
+                                                                 ctx.started_at);
+  auto start = std::chrono::duration_cast<std::chrono::seconds>(ctx.started_at.time_since_epoch());
   auto proc = read_process_stats();
   auto d = [](std::uint64_t v) { return static_cast<double>(v); };
   return {
-      {"tern_build_info", "gauge", "Version and node name of this broker.",
-       {{"version=\"" + std::string(version()) + "\",node=\"" + label_value(ctx.cfg.node_name) + "\"", 1}}},
+      {"tern_build_info",
+       "gauge",
+       "Version and node name of this broker.",
+       {{"version=\"" + std::string(version()) + "\",node=\"" + label_value(ctx.cfg.node_name) +
+             "\"",
+         1}}},
       {"tern_uptime_seconds", "gauge", "Seconds since the node started.",
        one(static_cast<double>(uptime.count()))},
       {"tern_connections", "gauge", "Connected MQTT clients.", one(d(get(s.connections)))},
@@ -260,10 +258,12 @@ std::vector<metric_family> collect_families(const broker::context& ctx, stats_tr
        one(gauge_value("clients/max"))},
       {"tern_connections_accepted_total", "counter", "Sockets accepted since start.",
        one(d(get(s.connections_total)))},
-      {"tern_sessions", "gauge", "Sessions, online and offline.", one(gauge_value("sessions/count"))},
+      {"tern_sessions", "gauge", "Sessions, online and offline.",
+       one(gauge_value("sessions/count"))},
       {"tern_subscriptions", "gauge", "Subscriptions (filter, client pairs).",
        one(gauge_value("subscriptions/count"))},
-      {"tern_routes", "gauge", "Distinct subscribed topic filters.", one(gauge_value("routes/count"))},
+      {"tern_routes", "gauge", "Distinct subscribed topic filters.",
+       one(gauge_value("routes/count"))},
       {"tern_retained_messages", "gauge", "Retained messages stored.",
        one(gauge_value("retained/count"))},
       {"tern_messages_received_total", "counter", "PUBLISH packets received from clients, by QoS.",

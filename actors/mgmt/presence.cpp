@@ -29,6 +29,23 @@ std::string peer_address(const std::string& peer) {
 
 }  // namespace
 
+client_info make_client_info(const proto::mqtt::connect& c, const std::string& peer,
+                             std::uint64_t conn_id, const caf::actor& conn) {
+  client_info info;
+  info.client_id = c.client_id;
+  info.username = c.username.value_or("");
+  info.peer = peer;
+  info.proto_level = static_cast<std::uint8_t>(c.version);
+  info.keepalive = c.keep_alive;
+  info.clean_start = c.clean_start;
+  info.connected_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  info.conn_id = conn_id;
+  info.conn = conn;
+  return info;
+}
+
 std::string sys_prefix(const broker::context& ctx) {
   return "$SYS/brokers/" + ctx.cfg.node_name + "/";
 }
@@ -58,8 +75,8 @@ void client_connected(broker::context& ctx, client_info c) {
   ctx.clients.add(std::move(c));
 }
 
-void client_disconnected(broker::context& ctx, const std::string& client_id,
-                         std::uint64_t conn_id, const std::string& reason) {
+void client_disconnected(broker::context& ctx, const std::string& client_id, std::uint64_t conn_id,
+                         const std::string& reason) {
   auto info = ctx.clients.find(client_id);
   if (!ctx.clients.remove(client_id, conn_id)) {
     return;  // taken over: the new connection owns the entry now
@@ -72,8 +89,7 @@ void client_disconnected(broker::context& ctx, const std::string& client_id,
         {"reason", reason},
         {"ts", unix_seconds()},
     };
-    publish_sys(ctx, sys_prefix(ctx) + "clients/" + client_id + "/disconnected", j.dump(),
-                false);
+    publish_sys(ctx, sys_prefix(ctx) + "clients/" + client_id + "/disconnected", j.dump(), false);
   }
 }
 

@@ -5,11 +5,11 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
 
 #include "actors/mgmt/api.hpp"
 #include "actors/mgmt/http_auth.hpp"
@@ -90,15 +90,14 @@ struct service::impl {
 service::service(caf::actor_system& sys, broker::context_ptr ctx)
     : impl_(std::make_unique<impl>(sys, std::move(ctx))) {}
 
-service::~service() {
-  stop();
-}
+service::~service() { stop(); }
 
 std::optional<std::string> service::start() {
   auto& m = *impl_;
   const auto& hc = m.ctx->cfg.http;
   std::string endpoint = (hc.bind.find(':') != std::string::npos ? "[" + hc.bind + "]" : hc.bind);
-  m.handler = std::make_unique<api>(m.sys, m.ctx, [] { return true; }, endpoint);
+  m.handler = std::make_unique<api>(
+      m.sys, m.ctx, [] { return true; }, endpoint);
   if (hc.enabled) {
     m.server = std::make_unique<http_server>(m.io, *m.handler, hc);
     if (auto err = m.server->start()) {
@@ -109,8 +108,9 @@ std::optional<std::string> service::start() {
     spdlog::info("management API on {}://{}:{}", hc.tls_cert.empty() ? "http" : "https", endpoint,
                  m.port);
     if (uses_default_credential(hc)) {
-      spdlog::warn("management API accepts the default credential admin:public; change "
-                   "[http] users in the configuration");
+      spdlog::warn(
+          "management API accepts the default credential admin:public; change "
+          "[http] users in the configuration");
     }
   }
   if (m.ctx->cfg.sys.interval.count() > 0) {
@@ -149,8 +149,6 @@ void service::stop() {
   }
 }
 
-std::uint16_t service::http_port() const {
-  return impl_->port;
-}
+std::uint16_t service::http_port() const { return impl_->port; }
 
 }  // namespace tern::actors::mgmt

@@ -1,13 +1,13 @@
 // broker-ctl's HTTP client: Beast over TCP or TLS, synchronous, with a deadline.
 #include "apps/broker-ctl/http_client.hpp"
 
+#include <openssl/ssl.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <openssl/ssl.h>
 
 namespace tern::ctl {
 
@@ -32,9 +32,8 @@ std::variant<reply, std::string> exchange(Stream& stream, asio::io_context& io,
       result = ec;
       return;
     }
-    http::async_read(stream, buffer, res, [&](beast::error_code ec2, std::size_t) {
-      result = ec2;
-    });
+    http::async_read(stream, buffer, res,
+                     [&](beast::error_code ec2, std::size_t) { result = ec2; });
   });
   io.run();
   if (result) {

@@ -11,8 +11,8 @@ struct endpoint {
   std::string host = "127.0.0.1";
   std::string port = "18083";
   bool tls = false;
-  bool verify = true;    ///< verify the server certificate (TLS)
-  std::string ca_file;   ///< extra trusted CA (PEM); "" = system store
+  bool verify = true;   ///< verify the server certificate (TLS)
+  std::string ca_file;  ///< extra trusted CA (PEM); "" = system store
   std::chrono::seconds timeout{10};
 };
 

@@ -26,7 +26,7 @@ enum exit_code { ok = 0, refused = 1, usage = 2, unreachable = 3, unauthorized =
 
 struct options {
   std::string host = "127.0.0.1:18083";
-  std::string user;     // "name:password"
+  std::string user;  // "name:password"
   std::string api_key;
   bool json_out = false;
   bool tls = false;
@@ -110,13 +110,9 @@ class ctl {
   options o_;
 };
 
-void print(const std::string& s) {
-  std::cout << s;
-}
+void print(const std::string& s) { std::cout << s; }
 
-json items(const json& j) {
-  return j.is_object() && j.contains("items") ? j["items"] : j;
-}
+json items(const json& j) { return j.is_object() && j.contains("items") ? j["items"] : j; }
 
 void footer(const json& j) {
   if (j.is_object() && j.contains("total")) {
@@ -137,8 +133,9 @@ void show_clients(const json& j) {
                     field(c, "proto_name"), field(c, "keepalive"), field(c, "clean_start"),
                     field(c, "connected_at")});
   }
-  print(table({"CLIENT ID", "USERNAME", "ADDRESS", "PROTOCOL", "KEEPALIVE", "CLEAN", "CONNECTED AT"},
-              rows));
+  print(
+      table({"CLIENT ID", "USERNAME", "ADDRESS", "PROTOCOL", "KEEPALIVE", "CLEAN", "CONNECTED AT"},
+            rows));
   footer(j);
 }
 
@@ -176,7 +173,8 @@ void show_stats(const json& stats) {
   print(table({"STAT", "VALUE"}, rows));
 }
 
-std::string paging_query(int page, int limit, const std::vector<std::pair<std::string, std::string>>& f) {
+std::string paging_query(int page, int limit,
+                         const std::vector<std::pair<std::string, std::string>>& f) {
   std::string q = "?page=" + std::to_string(page) + "&limit=" + std::to_string(limit);
   for (auto& [k, v] : f) {
     if (!v.empty()) {
@@ -289,10 +287,10 @@ int main(int argc, char** argv) {
   clients_list->add_option("--username", f_username, "only this username");
   add_paging(clients_list);
   on(clients_list, [](ctl& c) {
-    return c.call("GET",
-                  "clients" + paging_query(page, limit,
-                                           {{"clientid", f_clientid}, {"username", f_username}}),
-                  nullptr, show_clients);
+    return c.call(
+        "GET",
+        "clients" + paging_query(page, limit, {{"clientid", f_clientid}, {"username", f_username}}),
+        nullptr, show_clients);
   });
   auto* clients_show = clients->add_subcommand("show", "details of one client");
   clients_show->add_option("clientid", id)->required();
@@ -480,8 +478,9 @@ int main(int argc, char** argv) {
       return c.call("GET", "log/level", nullptr,
                     [](const json& j) { std::cout << field(j, "level") << "\n"; });
     }
-    return c.call("PUT", "log/level", json{{"level", level}},
-                  [](const json& j) { std::cout << "log level set to " << field(j, "level") << "\n"; });
+    return c.call("PUT", "log/level", json{{"level", level}}, [](const json& j) {
+      std::cout << "log level set to " << field(j, "level") << "\n";
+    });
   });
 
   try {

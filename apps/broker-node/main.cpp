@@ -92,8 +92,7 @@ int main(int argc, char** argv) {
     spdlog::error("{}", *err);
     return 1;
   }
-  auto mgmt = std::make_unique<tern::actors::mgmt::service>(node->system(),
-                                                           node->shared_context());
+  auto mgmt = std::make_unique<tern::actors::mgmt::service>(node->system(), node->shared_context());
   if (auto err = mgmt->start()) {
     spdlog::error("{}", *err);
     node->stop();

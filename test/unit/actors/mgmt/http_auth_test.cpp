@@ -31,8 +31,7 @@ TEST_CASE("basic auth and bearer keys", "[mgmt]") {
   CHECK(check_authorization("Basic " + base64_encode("ops:s3cret"), cfg) == auth_result::ok);
   CHECK(check_authorization("basic " + base64_encode("admin:public"), cfg) == auth_result::ok);
   CHECK(check_authorization("Basic " + base64_encode("ops:s3cre"), cfg) == auth_result::invalid);
-  CHECK(check_authorization("Basic " + base64_encode("ops:s3cret2"), cfg) ==
-        auth_result::invalid);
+  CHECK(check_authorization("Basic " + base64_encode("ops:s3cret2"), cfg) == auth_result::invalid);
   CHECK(check_authorization("Basic " + base64_encode("ops"), cfg) == auth_result::invalid);
   CHECK(check_authorization("Basic ***", cfg) == auth_result::invalid);
   CHECK(check_authorization("Bearer 0123456789abcdef", cfg) == auth_result::ok);
@@ -42,6 +41,5 @@ TEST_CASE("basic auth and bearer keys", "[mgmt]") {
   CHECK(uses_default_credential(cfg));
   cfg.users = {"ops:s3cret"};
   CHECK_FALSE(uses_default_credential(cfg));
-  CHECK(check_authorization("Basic " + base64_encode("admin:public"), cfg) ==
-        auth_result::invalid);
+  CHECK(check_authorization("Basic " + base64_encode("admin:public"), cfg) == auth_result::invalid);
 }

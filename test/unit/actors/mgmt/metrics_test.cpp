@@ -30,13 +30,13 @@ TEST_CASE("uptime text as emqttd wrote it", "[mgmt]") {
 TEST_CASE("outgoing bytes are counted per packet type and PUBLISH QoS", "[mgmt]") {
   tern::actors::broker::counters c;
   std::string batch;
-  batch += std::string("\x20\x02\x00\x00", 4);                  // CONNACK
-  batch += std::string("\x32\x05\x00\x01t\x00\x01", 7);          // PUBLISH QoS 1
-  batch += std::string("\x34\x05\x00\x01t\x00\x02", 7);          // PUBLISH QoS 2
-  batch += std::string("\x30\x04\x00\x01tx", 6);                 // PUBLISH QoS 0
+  batch += std::string("\x20\x02\x00\x00", 4);           // CONNACK
+  batch += std::string("\x32\x05\x00\x01t\x00\x01", 7);  // PUBLISH QoS 1
+  batch += std::string("\x34\x05\x00\x01t\x00\x02", 7);  // PUBLISH QoS 2
+  batch += std::string("\x30\x04\x00\x01tx", 6);         // PUBLISH QoS 0
   // PUBLISH QoS 0 with a two-byte remaining length (201 = 0xc9 0x01)
   batch += std::string("\x30\xc9\x01\x00\x01t", 6) + std::string(198, 'p');
-  batch += std::string("\xd0\x00", 2);                          // PINGRESP
+  batch += std::string("\xd0\x00", 2);  // PINGRESP
   c.count_out(batch);
   CHECK(c.bytes_sent.load() == batch.size());
   CHECK(c.packets_sent[2].load() == 1);
