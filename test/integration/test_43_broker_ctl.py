@@ -55,6 +55,9 @@ def test_kick(node, clients):
     c = clients.raw_connected(node.port, victim)
     assert f"client {victim} kicked" in ok(node, "clients", "kick", victim)
     c.wait_closed()
+    api = mh.Api(node.http_port)
+    mh.wait_until(lambda: api.request("GET", f"/api/v1/clients/{victim}")[0] == 404,
+                  what="kicked client unregistered")
     r = mh.ctl(node.http_port, "clients", "kick", victim)
     assert r.returncode == 1 and "not connected" in r.stderr
 
