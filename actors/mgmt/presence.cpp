@@ -60,19 +60,23 @@ void publish_sys(broker::context& ctx, std::string topic, std::string payload, b
 }
 
 void client_connected(broker::context& ctx, client_info c) {
-  if (ctx.cfg.sys.presence) {
-    nlohmann::json j = {
-        {"clientid", c.client_id},
-        {"username", c.username.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.username)},
-        {"ipaddress", peer_address(c.peer)},
-        {"session", !c.clean_start},
-        {"protocol", c.proto_level},
-        {"connack", 0},
-        {"ts", unix_seconds()},
-    };
-    publish_sys(ctx, sys_prefix(ctx) + "clients/" + c.client_id + "/connected", j.dump(), false);
+  if (!ctx.cfg.sys.presence) {
+    ctx.clients.add(std::move(c));
+    return;
   }
+  auto topic = sys_prefix(ctx) + "clients/" + c.client_id + "/connected";
+  nlohmann::json j = {
+      {"clientid", c.client_id},
+      {"username", c.username.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.username)},
+      {"ipaddress", peer_address(c.peer)},
+      {"session", !c.clean_start},
+      {"protocol", c.proto_level},
+      {"connack", 0},
+      {"ts", unix_seconds()},
+  };
+  // Registered before the event goes out: whoever reacts to it finds the client listed.
   ctx.clients.add(std::move(c));
+  publish_sys(ctx, std::move(topic), j.dump(), false);
 }
 
 void client_disconnected(broker::context& ctx, const std::string& client_id, std::uint64_t conn_id,
