@@ -74,7 +74,10 @@ def value(samples, name, **labels):
 def test_every_listed_metric_is_exposed(broker, clients):
     node = mh.start(broker)
     clients.paho(node.port)
-    types, samples = scrape(node)
+    # CONNACK may reach the client just before the node counts the connection
+    types, samples = mh.wait_until(
+        lambda: (lambda r: r if value(r[1], "tern_connections") == 1 else None)(scrape(node)),
+        what="one connection counted")
     for name, kind in EXPECTED.items():
         assert types.get(name) == kind, name
     for q in ("0", "1", "2"):
