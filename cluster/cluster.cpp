@@ -322,6 +322,7 @@ void admit(self_ptr self, const caf::actor& h, const member& m) {
     }
     send_env(self, h, rs);
   }
+  st.ctx->stats.cluster_members.store(st.peers.size() + 1, std::memory_order_relaxed);
   spdlog::info("cluster: node {} joined (incarnation {}, {}); members: {}", m.name,
                m.incarnation, m.advertise, members_line(self));
 }
@@ -340,6 +341,7 @@ void drop_peer(self_ptr self, std::string name, bool left, const std::string& wh
   self->demonitor(it->second.handle);
   st.view.remove(name, it->second.m.incarnation, left);
   st.peers.erase(it);
+  st.ctx->stats.cluster_members.store(st.peers.size() + 1, std::memory_order_relaxed);
   for (auto r = st.registry.begin(); r != st.registry.end();) {
     r = r->second.node == name ? st.registry.erase(r) : std::next(r);
   }
@@ -953,6 +955,9 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
       backlog->dropped.fetch_add(1, std::memory_order_relaxed);
       stats->messages_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
+    }
+    if (!nodes.empty()) {
+      stats->forwarded.fetch_add(1, std::memory_order_relaxed);
     }
     // Retained messages are replicated to every node (write-through), matching or not.
     caf::anon_send(handle, forward_job{std::move(nodes), m, m->retain});

@@ -15,6 +15,8 @@ packages=(
   mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
   # tools the tests use
   procps iproute2 openssl
+  # headless browser for the dashboard test
+  chromium
 )
 
 missing=()

@@ -5,16 +5,20 @@
 // actors hold it by shared_ptr. No other process-wide state exists.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include <caf/actor.hpp>
 
 #include "actors/config/config.hpp"
 #include "actors/connection/enhanced_auth.hpp"
+#include "actors/mgmt/client_registry.hpp"
 #include "actors/router/retain_store.hpp"
 #include "actors/router/route_table.hpp"
 #include "actors/store/store.hpp"
@@ -47,6 +51,47 @@ struct counters {
   std::atomic<std::uint64_t> connect_timeouts{0};    ///< no CONNECT within connect_timeout
   std::atomic<std::uint64_t> send_buffer_overflows{0};  ///< clients closed for not reading
   std::atomic<std::uint64_t> handshake_failures{0};     ///< TLS / WebSocket / PROXY failures
+
+  // Traffic, for metrics and $SYS (counted by conn_io).
+  std::atomic<std::uint64_t> bytes_received{0};
+  std::atomic<std::uint64_t> bytes_sent{0};
+  std::array<std::atomic<std::uint64_t>, 16> packets_received{};  ///< by MQTT packet type
+  std::array<std::atomic<std::uint64_t>, 16> packets_sent{};
+  std::array<std::atomic<std::uint64_t>, 3> publish_received{};  ///< PUBLISH packets by QoS
+  std::array<std::atomic<std::uint64_t>, 3> publish_sent{};
+  std::atomic<std::uint64_t> forwarded{0};      ///< messages forwarded to other nodes
+  std::atomic<std::uint64_t> cluster_members{1};  ///< running nodes of the cluster, self included
+
+  /// One decoded incoming packet: type (1..15) and, for PUBLISH, its QoS.
+  void count_in(unsigned type, unsigned q) {
+    packets_received[type & 15].fetch_add(1, std::memory_order_relaxed);
+    if (type == 3) {
+      publish_received[q % 3].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  /// Whole encoded packets queued for a client: counts bytes and each packet's type by
+  /// walking the fixed headers.
+  void count_out(const std::string& bytes) {
+    bytes_sent.fetch_add(bytes.size(), std::memory_order_relaxed);
+    std::size_t pos = 0;
+    while (pos < bytes.size()) {
+      auto b0 = static_cast<unsigned char>(bytes[pos]);
+      std::size_t len = 0;
+      std::size_t i = pos + 1;
+      for (unsigned shift = 0; i < bytes.size() && shift <= 21; shift += 7) {
+        auto b = static_cast<unsigned char>(bytes[i++]);
+        len |= static_cast<std::size_t>(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+          break;
+        }
+      }
+      packets_sent[b0 >> 4].fetch_add(1, std::memory_order_relaxed);
+      if ((b0 >> 4) == 3) {
+        publish_sent[((b0 >> 1) & 3) % 3].fetch_add(1, std::memory_order_relaxed);
+      }
+      pos = i + len;
+    }
+  }
 };
 
 struct context {
@@ -72,6 +117,9 @@ struct context {
   caf::actor cluster;
   /// MQTT 5 enhanced authentication methods (AUTH); set before any listener starts.
   connection::auth_methods auth_methods;
+  /// Connected clients, for the management API and $SYS.
+  mgmt::client_registry clients;
+  const std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a
   /// copy of the current handle (a short uncontended lock, off the per-message path).

@@ -227,6 +227,14 @@ std::string node::reload_access() {
   return e ? e->reload() : std::string();
 }
 
+std::shared_ptr<context> node::shared_context() const {
+  return impl_->ctx;
+}
+
+caf::actor_system& node::system() const {
+  return *impl_->sys;
+}
+
 void node::stop() {
   auto& m = *impl_;
   if (!m.running) {

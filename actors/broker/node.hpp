@@ -8,7 +8,13 @@
 
 #include "actors/config/config.hpp"
 
+namespace caf {
+class actor_system;
+}
+
 namespace tern::actors::broker {
+
+struct context;
 
 class node {
  public:
@@ -27,6 +33,11 @@ class node {
 
   /// Graceful stop: listeners stop accepting, connections close, actors exit. Idempotent.
   void stop();
+
+  /// For the management layer, valid between start() and stop(): the node's shared state
+  /// and its actor system.
+  std::shared_ptr<context> shared_context() const;
+  caf::actor_system& system() const;
 
  private:
   struct impl;

@@ -280,6 +280,38 @@ const std::map<std::string, setter>& schema() {
          }
          c.mqtt5.shared_subscription_strategy = v;
        }},
+      // [http] and [sys]: management API and $SYS topics.
+      {"http.enabled", [](config& c, const toml::node& n) { c.http.enabled = as_bool(n); }},
+      {"http.bind", [](config& c, const toml::node& n) { c.http.bind = as_string(n); }},
+      {"http.port",
+       [](config& c, const toml::node& n) {
+         c.http.port = static_cast<std::uint16_t>(as_u32(n, 0, 65535));
+       }},
+      {"http.users",
+       [](config& c, const toml::node& n) {
+         auto users = as_strings(n);
+         for (auto& u : users) {
+           auto colon = u.find(':');
+           if (colon == 0 || colon == std::string::npos || colon + 1 == u.size()) {
+             throw bad_value{"expected \"name:password\" entries"};
+           }
+         }
+         c.http.users = std::move(users);
+       }},
+      {"http.api_keys",
+       [](config& c, const toml::node& n) {
+         auto keys = as_strings(n);
+         for (auto& k : keys) {
+           if (k.size() < 16) {
+             throw bad_value{"API keys must have at least 16 characters"};
+           }
+         }
+         c.http.api_keys = std::move(keys);
+       }},
+      {"http.tls_cert", [](config& c, const toml::node& n) { c.http.tls_cert = as_string(n); }},
+      {"http.tls_key", [](config& c, const toml::node& n) { c.http.tls_key = as_string(n); }},
+      {"sys.interval", [](config& c, const toml::node& n) { c.sys.interval = as_duration(n); }},
+      {"sys.presence", [](config& c, const toml::node& n) { c.sys.presence = as_bool(n); }},
   };
   return s;
 }
@@ -467,8 +499,8 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
     if (!t) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
-    static const char* sections[] = {"node", "log", "mqtt", "session", "mqtt5",
-                                     "cluster", "auth", "acl", "ban", "hooks"};
+    static const char* sections[] = {"node", "log",  "mqtt", "session", "mqtt5", "cluster",
+                                     "auth", "acl", "ban",  "hooks",   "http",  "sys"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {
@@ -570,6 +602,9 @@ std::variant<config, config_error> parse(std::string_view toml_text, const std::
     if (base.listeners.empty()) {
       return config_error{origin + ": listeners: no listener configured (add e.g. "
                                    "[listeners.tcp.default] bind = \"127.0.0.1:1883\")"};
+    }
+    if (base.http.tls_cert.empty() != base.http.tls_key.empty()) {
+      return config_error{origin + ": http: tls_cert and tls_key must be set together"};
     }
     return base;
   } catch (const toml::parse_error& e) {

@@ -150,6 +150,24 @@ struct mqtt5_config {
   std::string shared_subscription_strategy = "random";
 };
 
+/// The management HTTP API, metrics and dashboard ("[http]").
+struct http_config {
+  bool enabled = true;
+  std::string bind = "127.0.0.1";  ///< address only; IPv6 without brackets
+  std::uint16_t port = 18083;      ///< 0: any free port (logged at start)
+  /// Basic-auth users, "name:password". The default must be changed by the operator.
+  std::vector<std::string> users{"admin:public"};
+  std::vector<std::string> api_keys;  ///< accepted as "Authorization: Bearer <key>"
+  std::string tls_cert;               ///< PEM files; both set: the API speaks HTTPS only
+  std::string tls_key;
+};
+
+/// $SYS publishing ("[sys]").
+struct sys_config {
+  std::chrono::milliseconds interval{10000};  ///< 0: no periodic $SYS topics
+  bool presence = true;  ///< publish clients/<id>/connected|disconnected events
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -164,6 +182,8 @@ struct config {
   ban_config ban;
   hooks_config hooks;
   mqtt5_config mqtt5;
+  http_config http;
+  sys_config sys;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
 };

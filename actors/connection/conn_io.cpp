@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "actors/broker/context.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/listener/listener_state.hpp"
 #include "actors/listener/proxy_protocol.hpp"
@@ -248,6 +249,9 @@ bool conn_io::on_input(std::string_view bytes) {
   if (auto s = silence_ns_.load(std::memory_order_relaxed); s != 0) {
     deadline_ns_.store(to_ns(now) + s, std::memory_order_relaxed);
   }
+  if (counters_) {
+    counters_->bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
+  }
   bool keep_reading = true;
   if (limits_ && !limits_->bytes.take(static_cast<double>(bytes.size()), now)) {
     keep_reading = false;
@@ -288,6 +292,11 @@ bool conn_io::decode_buffered(clock::time_point now) {
     bool is_over_rate = limits_ && std::holds_alternative<proto::mqtt::publish>(p) &&
                         !limits_->publishes.take(1, now);
     unconsumed_.fetch_add(1, std::memory_order_relaxed);
+    if (counters_) {
+      auto* pub = std::get_if<proto::mqtt::publish>(&p);
+      counters_->count_in(static_cast<unsigned>(proto::mqtt::type_of(p)),
+                          pub ? static_cast<unsigned>(pub->q) : 0);
+    }
     caf::anon_send(owner_, packet_atom::value, std::move(p));
     p = proto::mqtt::packet{};
     if (is_over_rate) {
@@ -392,6 +401,9 @@ bool conn_io::send(std::string bytes) {
       asio::post(transport_->socket().get_executor(),
                  [self] { self->do_close(self->close_reason_); });
       return false;
+    }
+    if (counters_) {
+      counters_->count_out(bytes);
     }
     if (out_.empty()) {
       out_ = std::move(bytes);

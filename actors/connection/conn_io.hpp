@@ -26,6 +26,9 @@
 namespace tern::actors::listener {
 struct listener_state;
 }
+namespace tern::actors::broker {
+struct counters;
+}
 
 namespace tern::actors::connection {
 
@@ -64,6 +67,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   void check_deadline(clock::time_point now);
 
   void set_version(proto::mqtt::protocol_version v);
+  /// Node counters for bytes and packets in/out; set before start(), may stay null.
+  void set_counters(broker::counters* c) { counters_ = c; }
 
   std::uint64_t id() const { return id_; }
   /// "ip:port" of the client (from the PROXY header when the listener expects one).
@@ -129,6 +134,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
 
   std::atomic<std::int64_t> deadline_ns_{0};  // 0: none
   std::atomic<std::int64_t> silence_ns_{0};   // keepalive allowance, 0: none
+  broker::counters* counters_ = nullptr;
 };
 
 }  // namespace tern::actors::connection

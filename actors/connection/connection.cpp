@@ -8,6 +8,7 @@
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/enhanced_auth.hpp"
+#include "actors/mgmt/presence.hpp"
 #include "proto/mqtt/topic.hpp"
 
 namespace tern::actors::connection {
@@ -219,6 +220,7 @@ void accept_connect(self_ptr self, mqtt::connect& c, bool id_assigned,
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
+  auto info = mgmt::make_client_info(c, st.io->peer(), st.io->id(), req.conn);
   req.peer_cert_cn = st.io->client_cert().cn;
   req.peer_cert_san = st.io->client_cert().san;
   if (c.version == protocol_version::v5) {
@@ -246,6 +248,7 @@ void accept_connect(self_ptr self, mqtt::connect& c, bool id_assigned,
             st.session = std::move(r.session);
             st.ph = phase::connected;
             st.ctx->stats.connections.fetch_add(1, std::memory_order_relaxed);
+            mgmt::client_connected(*st.ctx, info);
             if (st.access) {
               st.access->connected(0);
               if (!st.access->is_needed_after_connect()) {
@@ -715,6 +718,7 @@ void on_closed(self_ptr self, const std::string& reason) {
     if (st.access) {
       st.access->disconnected(reason);
     }
+    mgmt::client_disconnected(*st.ctx, st.client_id, st.io->id(), reason);
   }
   self->quit();
 }

@@ -109,6 +109,7 @@ struct listener::impl {
     auto io = std::make_shared<connection::conn_io>(std::move(t), ctx.cfg.mqtt.max_packet_size,
                                                     ctx.cfg.session.max_send_buffer,
                                                     ctx.next_conn_id.fetch_add(1), state);
+    io->set_counters(&ctx.stats);
     pool.adopt(worker, io);
   }
 };

@@ -215,6 +215,18 @@ class route_table {
     return false;
   }
 
+  /// Calls f(filter, entry) for every subscription (management listings; holds the read
+  /// lock for the whole walk, so keep f cheap).
+  template <class F>
+  void for_each(F&& f) const {
+    std::shared_lock lock{mtx_};
+    for (auto& kv : subs_) {
+      for (auto& e : kv.second->subs) {
+        f(std::string_view{kv.second->filter}, e);
+      }
+    }
+  }
+
   /// Number of (filter, subscriber) pairs.
   std::size_t subscription_count() const {
     std::shared_lock lock{mtx_};

@@ -10,6 +10,7 @@
 #include "actors/connection/conn_io.hpp"
 #include "actors/hooks/hooks.hpp"
 #include "actors/session/topic_alias.hpp"
+#include "actors/mgmt/queries.hpp"
 #include "proto/mqtt/codec.hpp"
 #include "proto/mqtt/topic.hpp"
 
@@ -523,6 +524,21 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
         unroute_all(self);
         self->quit();
         return bytes;
+      },
+      [=](mgmt::sinfo_atom) {
+        auto& st = self->state;
+        mgmt::session_details d;
+        d.client_id = st.client_id;
+        d.is_connected = static_cast<bool>(st.conn);
+        d.inflight = st.s.inflight_size();
+        d.max_inflight = st.ctx->cfg.session.max_inflight;
+        d.queued = st.s.queue_size();
+        d.awaiting_rel = st.s.awaiting_rel_size();
+        d.expiry_ms = st.expiry.count();
+        for (auto& [filter, opts] : st.subs) {
+          d.subscriptions.emplace_back(filter, static_cast<std::uint8_t>(opts.max_qos));
+        }
+        return d;
       },
       [=](terminate_atom) {
         auto& st = self->state;

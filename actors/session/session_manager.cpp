@@ -9,6 +9,7 @@
 
 #include "actors/broker/types.hpp"
 #include "actors/hooks/hooks.hpp"
+#include "actors/mgmt/queries.hpp"
 #include "actors/session/session_actor.hpp"
 
 namespace tern::actors::session {
@@ -238,6 +239,13 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         return rp;
       },
       [=](count_atom) { return self->state.by_client.size(); },
+      [=](mgmt::sessions_atom) {
+        std::vector<mgmt::session_summary> out;
+        for (auto& [id, e] : self->state.by_client) {
+          out.push_back({id, e.session, static_cast<bool>(e.conn), e.expiry.count()});
+        }
+        return out;
+      },
   };
 }
 

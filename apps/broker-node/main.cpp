@@ -12,6 +12,7 @@
 
 #include "actors/broker/node.hpp"
 #include "actors/config/config.hpp"
+#include "actors/mgmt/service.hpp"
 
 namespace {
 
@@ -119,6 +120,12 @@ int main(int argc, char** argv) {
     spdlog::error("{}", *err);
     return 1;
   }
+  auto mgmt = std::make_unique<tern::actors::mgmt::service>(node->system(), node->shared_context());
+  if (auto err = mgmt->start()) {
+    spdlog::error("{}", *err);
+    node->stop();
+    return 1;
+  }
   int sig = 0;
   // SIGHUP re-reads the ACL, password and client id files; SIGINT/SIGTERM stop.
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
@@ -136,7 +143,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "broker-node: shutdown took too long, exiting\n");
     std::_Exit(3);
   }).detach();
+  mgmt->stop();
   node->stop();
+  mgmt.reset();
   node.reset();
   return 0;
 }

@@ -66,6 +66,8 @@ def tern_config(port, data_dir, overrides):
         "node": {"name": "tern@127.0.0.1", "data_dir": str(data_dir)},
         "log": {"level": "debug"},
         "listeners.tcp.default": {"bind": f"{helpers.HOST}:{port}"},
+        # The management API on a free port (never the fixed default 18083).
+        "http": {"port": 0},
     }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
@@ -105,7 +107,7 @@ MOSQUITTO_OPTIONS = {
     ("session", "max_awaiting_rel"): _mosq_unsupported("mosquitto has no max_awaiting_rel"),
     ("session", "await_rel_timeout"): _mosq_unsupported("mosquitto has no await_rel_timeout"),
 }
-MOSQUITTO_IGNORED_SECTIONS = {"log", "node"}
+MOSQUITTO_IGNORED_SECTIONS = {"log", "node", "http", "sys"}
 
 
 def mosquitto_config(port, data_dir, overrides, persistent_store):

@@ -85,6 +85,15 @@ void check_same(const config& a, const config& b) {
   CHECK(a.mqtt5.topic_alias_maximum == b.mqtt5.topic_alias_maximum);
   CHECK(a.mqtt5.response_information == b.mqtt5.response_information);
   CHECK(a.mqtt5.shared_subscription_strategy == b.mqtt5.shared_subscription_strategy);
+  CHECK(a.http.enabled == b.http.enabled);
+  CHECK(a.http.bind == b.http.bind);
+  CHECK(a.http.port == b.http.port);
+  CHECK(a.http.users == b.http.users);
+  CHECK(a.http.api_keys == b.http.api_keys);
+  CHECK(a.http.tls_cert == b.http.tls_cert);
+  CHECK(a.http.tls_key == b.http.tls_key);
+  CHECK(a.sys.interval == b.sys.interval);
+  CHECK(a.sys.presence == b.sys.presence);
   REQUIRE(a.listeners.size() == b.listeners.size());
   for (auto ia = a.listeners.begin(), ib = b.listeners.begin(); ia != a.listeners.end();
        ++ia, ++ib) {
@@ -515,4 +524,23 @@ shared_subscription_strategy = "fastest"
   REQUIRE(std::holds_alternative<config_error>(bad));
   CHECK(std::get<config_error>(bad).message.find("t.toml:2: mqtt5.shared_subscription_strategy") !=
         std::string::npos);
+}
+
+TEST_CASE("config: [http] and [sys] sections", "[config]") {
+  auto c = parse_ok(
+      "[http]\nbind = \"0.0.0.0\"\nport = 0\nusers = [\"ops:s3cret\"]\n"
+      "api_keys = [\"0123456789abcdef\"]\n[sys]\ninterval = \"1s\"\npresence = false\n");
+  CHECK(c.http.bind == "0.0.0.0");
+  CHECK(c.http.port == 0);
+  CHECK(c.http.users == std::vector<std::string>{"ops:s3cret"});
+  CHECK(c.http.api_keys == std::vector<std::string>{"0123456789abcdef"});
+  CHECK(c.sys.interval == std::chrono::seconds(1));
+  CHECK_FALSE(c.sys.presence);
+  CHECK_THAT(parse_err("[http]\nport = 70000\n"), StartsWith("test.toml:2: http.port: "));
+  CHECK_THAT(parse_err("[http]\nusers = [\"nopassword\"]\n"),
+             StartsWith("test.toml:2: http.users: "));
+  CHECK_THAT(parse_err("[http]\napi_keys = [\"short\"]\n"),
+             StartsWith("test.toml:2: http.api_keys: "));
+  CHECK_THAT(parse_err("[http]\ntls_cert = \"a.pem\"\n"),
+             StartsWith("test.toml: http: tls_cert and tls_key"));
 }

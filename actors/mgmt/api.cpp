@@ -1,0 +1,731 @@
+// Management HTTP API routes (/api/v1/..., /metrics, /healthz, /readyz, dashboard files).
+#include "actors/mgmt/api.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/broker/dispatch.hpp"
+#include "actors/mgmt/http_auth.hpp"
+#include "actors/mgmt/presence.hpp"
+#include "actors/mgmt/queries.hpp"
+#include "proto/mqtt/topic.hpp"
+
+namespace tern::actors::mgmt {
+
+namespace {
+
+using json = nlohmann::json;
+using query_map = std::map<std::string, std::string>;
+
+http_response json_response(unsigned status, const json& j) {
+  http_response r;
+  r.status = status;
+  r.body = j.dump();
+  return r;
+}
+
+http_response error(unsigned status, const std::string& message) {
+  return json_response(status, json{{"error", message}});
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+/// Percent-decoding; '+' means space in query strings only.
+std::optional<std::string> url_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      if (i + 2 >= s.size()) {
+        return std::nullopt;
+      }
+      int hi = hex_value(s[i + 1]);
+      int lo = hex_value(s[i + 2]);
+      if (hi < 0 || lo < 0) {
+        return std::nullopt;
+      }
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (s[i] == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string iso_time(std::int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string local_datetime() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+/// Page selection: ?page= (from 1) and ?limit= (1..10000, default 100).
+struct paging {
+  std::size_t page = 1;
+  std::size_t limit = 100;
+};
+
+std::optional<paging> parse_paging(const query_map& q, std::string& why) {
+  paging p;
+  auto num = [&](const char* key, std::size_t& out, std::size_t max) {
+    auto it = q.find(key);
+    if (it == q.end()) {
+      return true;
+    }
+    try {
+      std::size_t pos = 0;
+      auto v = std::stoul(it->second, &pos);
+      if (pos != it->second.size() || v < 1 || v > max) {
+        throw std::out_of_range(key);
+      }
+      out = v;
+      return true;
+    } catch (const std::exception&) {
+      why = std::string(key) + " must be an integer between 1 and " + std::to_string(max);
+      return false;
+    }
+  };
+  if (!num("page", p.page, 1000000000) || !num("limit", p.limit, 10000)) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+json paged(const json& items, const paging& p) {
+  json page = json::array();
+  std::size_t first = (p.page - 1) * p.limit;
+  for (std::size_t i = first; i < items.size() && i < first + p.limit; ++i) {
+    page.push_back(items[i]);
+  }
+  return json{{"page", p.page}, {"limit", p.limit}, {"total", items.size()}, {"items", page}};
+}
+
+const char* proto_name(std::uint8_t level) {
+  switch (level) {
+    case 3:
+      return "MQTT 3.1";
+    case 4:
+      return "MQTT 3.1.1";
+    case 5:
+      return "MQTT 5.0";
+    default:
+      return "unknown";
+  }
+}
+
+}  // namespace
+
+struct api::impl {
+  caf::actor_system& sys;
+  broker::context_ptr ctx;
+  std::function<bool()> is_ready;
+  std::string http_endpoint;
+  stats_tracker* stats = nullptr;
+
+  const std::string& node() const { return ctx->cfg.node_name; }
+
+  // --- queries to actors ----------------------------------------------------------------
+
+  std::optional<std::vector<session_summary>> list_sessions() {
+    auto sm = ctx->sessions();
+    if (!sm) {
+      return std::nullopt;
+    }
+    std::optional<std::vector<session_summary>> out;
+    caf::scoped_actor self{sys};
+    self->request(sm, query_timeout, sessions_atom::value)
+        .receive([&](std::vector<session_summary>& v) { out = std::move(v); },
+                 [&](caf::error& e) {
+                   spdlog::warn("management: session list failed: {}", sys.render(e));
+                 });
+    return out;
+  }
+
+  std::optional<session_details> session_info(const caf::actor& session) {
+    std::optional<session_details> out;
+    caf::scoped_actor self{sys};
+    self->request(session, query_timeout, sinfo_atom::value)
+        .receive([&](session_details& d) { out = std::move(d); }, [&](caf::error&) {});
+    return out;
+  }
+
+  std::optional<session_details> session_of(const std::string& client_id) {
+    auto all = list_sessions();
+    if (!all) {
+      return std::nullopt;
+    }
+    for (auto& s : *all) {
+      if (s.client_id == client_id) {
+        return session_info(s.session);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // --- JSON views -------------------------------------------------------------------------
+
+  json client_json(const client_info& c) const {
+    return json{{"clientid", c.client_id},
+                {"username", c.username.empty() ? json(nullptr) : json(c.username)},
+                {"node", node()},
+                {"ipaddress", c.peer},
+                {"proto_ver", c.proto_level},
+                {"proto_name", proto_name(c.proto_level)},
+                {"keepalive", c.keepalive},
+                {"clean_start", c.clean_start},
+                {"connected_at", iso_time(c.connected_at_ms)},
+                {"connected_at_ms", c.connected_at_ms}};
+  }
+
+  static json session_json(const session_details& d) {
+    json subs = json::array();
+    for (auto& [filter, q] : d.subscriptions) {
+      subs.push_back(json{{"topic", filter}, {"qos", q}});
+    }
+    return json{{"clientid", d.client_id},
+                {"connected", d.is_connected},
+                {"inflight", d.inflight},
+                {"max_inflight", d.max_inflight},
+                {"queue_len", d.queued},
+                {"awaiting_rel", d.awaiting_rel},
+                {"expiry_interval_ms", d.expiry_ms},
+                {"subscriptions_count", d.subscriptions.size()},
+                {"subscriptions", subs}};
+  }
+
+  json stats_json() {
+    json j = json::object();
+    for (auto& [k, v] : stats->read(*ctx)) {
+      j[k] = v;
+    }
+    return j;
+  }
+
+  json node_json() {
+    auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() -
+                                                               ctx->started_at);
+    auto proc = read_process_stats();
+    return json{{"name", node()},
+                {"version", version()},
+                {"sysdescr", "Tern MQTT broker"},
+                {"status", "running"},
+                {"uptime", format_uptime(up)},
+                {"uptime_seconds", up.count()},
+                {"datetime", local_datetime()},
+                {"connections", ctx->clients.size()},
+                {"memory_bytes", proc.resident_bytes},
+                {"cpu_seconds", proc.cpu_seconds},
+                {"self", true}};
+  }
+
+  // --- handlers ---------------------------------------------------------------------------
+
+  http_response status() {
+    auto j = node_json();
+    j["node"] = node();
+    j["clustered"] = false;
+    j["stats"] = stats_json();
+    return json_response(200, j);
+  }
+
+  http_response nodes() { return json_response(200, json::array({node_json()})); }
+
+  http_response cluster() {
+    return json_response(200, json{{"clustered", false},
+                                   {"self", node()},
+                                   {"running_nodes", json::array({node()})},
+                                   {"stopped_nodes", json::array()}});
+  }
+
+  http_response clients(const query_map& q) {
+    std::string why;
+    auto p = parse_paging(q, why);
+    if (!p) {
+      return error(400, why);
+    }
+    auto want = [&](const char* key, const std::string& value) {
+      auto it = q.find(key);
+      return it == q.end() || it->second == value;
+    };
+    json items = json::array();
+    for (auto& c : ctx->clients.snapshot()) {
+      if (want("clientid", c.client_id) && want("username", c.username) && want("node", node())) {
+        items.push_back(client_json(c));
+      }
+    }
+    return json_response(200, paged(items, *p));
+  }
+
+  http_response client(const std::string& id) {
+    auto c = ctx->clients.find(id);
+    if (!c) {
+      return error(404, "client " + id + " is not connected to this node");
+    }
+    auto j = client_json(*c);
+    if (auto d = session_of(id)) {
+      j["session"] = session_json(*d);
+      j["inflight"] = d->inflight;
+      j["queue_len"] = d->queued;
+      j["subscriptions"] = session_json(*d)["subscriptions"];
+    }
+    return json_response(200, j);
+  }
+
+  http_response kick(const std::string& id) {
+    auto c = ctx->clients.find(id);
+    if (!c) {
+      return error(404, "client " + id + " is not connected to this node");
+    }
+    spdlog::info("management: kicking client {}", id);
+    caf::anon_send(c->conn, kick_atom::value);
+    return json_response(200, json{{"kicked", id}});
+  }
+
+  http_response sessions(const query_map& q) {
+    std::string why;
+    auto p = parse_paging(q, why);
+    if (!p) {
+      return error(400, why);
+    }
+    auto all = list_sessions();
+    if (!all) {
+      return error(503, "the session manager did not answer");
+    }
+    std::sort(all->begin(), all->end(), [](auto& a, auto& b) { return a.client_id < b.client_id; });
+    auto cid = q.find("clientid");
+    std::vector<session_summary> selected;
+    for (auto& s : *all) {
+      if (cid == q.end() || cid->second == s.client_id) {
+        selected.push_back(s);
+      }
+    }
+    json out = json{{"page", p->page}, {"limit", p->limit}, {"total", selected.size()}};
+    json items = json::array();
+    std::size_t first = (p->page - 1) * p->limit;
+    for (std::size_t i = first; i < selected.size() && i < first + p->limit; ++i) {
+      auto& s = selected[i];
+      if (auto d = session_info(s.session)) {
+        auto j = session_json(*d);
+        j.erase("subscriptions");
+        j["node"] = node();
+        items.push_back(j);
+      } else {
+        // The session ended meanwhile or is busy: list what the manager knows.
+        items.push_back(json{{"clientid", s.client_id},
+                             {"connected", s.is_connected},
+                             {"expiry_interval_ms", s.expiry_ms},
+                             {"node", node()}});
+      }
+    }
+    out["items"] = items;
+    return json_response(200, out);
+  }
+
+  http_response session(const std::string& id) {
+    auto d = session_of(id);
+    if (!d) {
+      return error(404, "no session for client " + id);
+    }
+    auto j = session_json(*d);
+    j["node"] = node();
+    return json_response(200, j);
+  }
+
+  http_response subscriptions(const query_map& q) {
+    std::string why;
+    auto p = parse_paging(q, why);
+    if (!p) {
+      return error(400, why);
+    }
+    auto all = list_sessions();
+    if (!all) {
+      return error(503, "the session manager did not answer");
+    }
+    std::unordered_map<caf::actor_id, std::string> owner;
+    for (auto& s : *all) {
+      owner.emplace(s.session.id(), s.client_id);
+    }
+    struct row {
+      std::string client_id;
+      std::string topic;
+      int qos;
+    };
+    std::vector<row> rows;
+    ctx->routes.for_each([&](std::string_view filter, const auto& e) {
+      auto it = owner.find(e.sub.id());
+      rows.push_back(row{it == owner.end() ? std::string() : it->second, std::string(filter),
+                         static_cast<int>(e.opts.max_qos)});
+    });
+    std::sort(rows.begin(), rows.end(), [](const row& a, const row& b) {
+      return std::tie(a.client_id, a.topic) < std::tie(b.client_id, b.topic);
+    });
+    auto cid = q.find("clientid");
+    auto topic = q.find("topic");
+    json items = json::array();
+    for (auto& r : rows) {
+      if ((cid == q.end() || cid->second == r.client_id) &&
+          (topic == q.end() || topic->second == r.topic)) {
+        items.push_back(
+            json{{"clientid", r.client_id}, {"topic", r.topic}, {"qos", r.qos}, {"node", node()}});
+      }
+    }
+    return json_response(200, paged(items, *p));
+  }
+
+  http_response client_subscriptions(const std::string& id) {
+    auto d = session_of(id);
+    if (!d) {
+      return error(404, "no session for client " + id);
+    }
+    json items = json::array();
+    for (auto& [filter, q] : d->subscriptions) {
+      items.push_back(json{{"clientid", id}, {"topic", filter}, {"qos", q}, {"node", node()}});
+    }
+    return json_response(200, items);
+  }
+
+  http_response routes(const query_map& q) {
+    std::string why;
+    auto p = parse_paging(q, why);
+    if (!p) {
+      return error(400, why);
+    }
+    std::vector<std::string> filters;
+    ctx->routes.for_each(
+        [&](std::string_view filter, const auto&) { filters.emplace_back(filter); });
+    std::sort(filters.begin(), filters.end());
+    filters.erase(std::unique(filters.begin(), filters.end()), filters.end());
+    auto topic = q.find("topic");
+    json items = json::array();
+    for (auto& f : filters) {
+      if (topic == q.end() || topic->second == f) {
+        items.push_back(json{{"topic", f}, {"nodes", json::array({node()})}});
+      }
+    }
+    return json_response(200, paged(items, *p));
+  }
+
+  http_response listeners() {
+    json items = json::array();
+    for (auto& [key, l] : ctx->cfg.listeners) {
+      items.push_back(json{{"name", key},
+                           {"protocol", "mqtt/" + l.kind},
+                           {"bind", l.bind},
+                           {"max_connections", l.max_connections},
+                           {"current_connections", ctx->stats.connections.load()},
+                           {"running", true}});
+    }
+    items.push_back(json{{"name", "http.management"},
+                         {"protocol", ctx->cfg.http.tls_cert.empty() ? "http" : "https"},
+                         {"bind", http_endpoint},
+                         {"running", true}});
+    return json_response(200, items);
+  }
+
+  http_response metrics_json() {
+    json m = json::object();
+    for (auto& [k, v] : emqttd_metrics(*ctx)) {
+      m[k] = v;
+    }
+    return json_response(200, json{{"node", node()}, {"metrics", m}, {"stats", stats_json()}});
+  }
+
+  http_response prometheus() {
+    http_response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = to_prometheus(collect_families(*ctx, *stats));
+    return r;
+  }
+
+  http_response publish(const std::string& body) {
+    auto j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return error(400, "expected a JSON object {topic, payload, qos, retain}");
+    }
+    if (!j.contains("topic") || !j["topic"].is_string()) {
+      return error(400, "topic (string) is required");
+    }
+    auto topic = j["topic"].get<std::string>();
+    if (!proto::mqtt::is_valid_topic_name(topic)) {
+      return error(400, "invalid topic name: " + topic);
+    }
+    if (topic.compare(0, 5, "$SYS/") == 0 || topic == "$SYS") {
+      return error(400, "$SYS topics are reserved for the broker");
+    }
+    std::string payload;
+    if (j.contains("payload")) {
+      if (!j["payload"].is_string()) {
+        return error(400, "payload must be a string");
+      }
+      payload = j["payload"].get<std::string>();
+    }
+    if (j.value("encoding", std::string("plain")) == "base64") {
+      auto decoded = base64_decode(payload);
+      if (!decoded) {
+        return error(400, "payload is not valid base64");
+      }
+      payload = std::move(*decoded);
+    }
+    int q = 0;
+    if (j.contains("qos")) {
+      if (!j["qos"].is_number_integer() || j["qos"].get<int>() < 0 || j["qos"].get<int>() > 2) {
+        return error(400, "qos must be 0, 1 or 2");
+      }
+      q = j["qos"].get<int>();
+    }
+    bool retain = false;
+    if (j.contains("retain")) {
+      if (!j["retain"].is_boolean()) {
+        return error(400, "retain must be true or false");
+      }
+      retain = j["retain"].get<bool>();
+    }
+    auto m = std::make_shared<message>();
+    m->topic = topic;
+    m->payload = std::move(payload);
+    m->q = static_cast<proto::mqtt::qos>(q);
+    m->retain = retain;
+    m->from = j.value("clientid", std::string("http"));
+    m->received_at = std::chrono::steady_clock::now();
+    auto n = broker::dispatch(*ctx, m);
+    return json_response(200, json{{"topic", topic}, {"delivered_to", n}});
+  }
+
+  http_response log_level(const std::string& method, const std::string& body) {
+    if (method == "GET") {
+      auto sv = spdlog::level::to_string_view(spdlog::get_level());
+      std::string lv(sv.data(), sv.size());
+      // spdlog calls "warn" "warning"; answer with the name the API accepts.
+      if (lv == "warning") {
+        lv = "warn";
+      }
+      return json_response(200, json{{"level", lv}});
+    }
+    auto j = json::parse(body, nullptr, false);
+    static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+    std::string level = j.is_object() ? j.value("level", std::string()) : std::string();
+    if (std::find(std::begin(levels), std::end(levels), level) == std::end(levels)) {
+      return error(400, "level must be one of trace, debug, info, warn, error, off");
+    }
+    spdlog::set_level(spdlog::level::from_str(level));
+    spdlog::warn("management: log level set to {}", level);
+    return json_response(200, json{{"level", level}});
+  }
+
+  http_response route(const std::string& method, const std::vector<std::string>& seg,
+                      const query_map& q, const std::string& body) {
+    // seg: path after /api/v1, split on '/', percent-decoded.
+    auto get = method == "GET";
+    auto n = seg.size();
+    auto is = [&](std::initializer_list<const char*> want) {
+      if (want.size() != n) {
+        return false;
+      }
+      std::size_t i = 0;
+      for (auto* w : want) {
+        if (*w != '*' && seg[i] != w) {
+          return false;
+        }
+        ++i;
+      }
+      return true;
+    };
+    auto only = [&](const char* m, auto&& f) -> http_response {
+      if (method != m) {
+        auto r = error(405, "method " + method + " not allowed here");
+        r.headers.emplace_back("Allow", m);
+        return r;
+      }
+      return f();
+    };
+    if (is({"status"})) {
+      return only("GET", [&] { return status(); });
+    }
+    if (is({"nodes"})) {
+      return only("GET", [&] { return nodes(); });
+    }
+    if (is({"cluster"})) {
+      return only("GET", [&] { return cluster(); });
+    }
+    if (n == 2 && seg[0] == "cluster") {
+      return only("POST", [&] {
+        return error(409, "not clustered: this node runs stand-alone and cannot " + seg[1] +
+                              " a cluster (clustering is not available in this build)");
+      });
+    }
+    if (is({"clients"})) {
+      return only("GET", [&] { return clients(q); });
+    }
+    if (is({"clients", "*"})) {
+      if (method == "DELETE") {
+        return kick(seg[1]);
+      }
+      return only("GET", [&] { return client(seg[1]); });
+    }
+    if (is({"sessions"})) {
+      return only("GET", [&] { return sessions(q); });
+    }
+    if (is({"sessions", "*"})) {
+      return only("GET", [&] { return session(seg[1]); });
+    }
+    if (is({"subscriptions"})) {
+      return only("GET", [&] { return subscriptions(q); });
+    }
+    if (is({"subscriptions", "*"})) {
+      return only("GET", [&] { return client_subscriptions(seg[1]); });
+    }
+    if (is({"routes"})) {
+      return only("GET", [&] { return routes(q); });
+    }
+    if (is({"listeners"})) {
+      return only("GET", [&] { return listeners(); });
+    }
+    if (is({"metrics"})) {
+      return only("GET", [&] { return metrics_json(); });
+    }
+    if (is({"publish"})) {
+      return only("POST", [&] { return publish(body); });
+    }
+    if (is({"log", "level"})) {
+      if (get) {
+        return log_level(method, body);
+      }
+      return only("PUT", [&] { return log_level(method, body); });
+    }
+    if (n >= 1 && seg[0] == "users") {
+      return error(501,
+                   "user management needs password-file authentication, which this build does "
+                   "not have");
+    }
+    if (is({"acl", "reload"})) {
+      return error(501, "ACL reload needs the ACL file support, which this build does not have");
+    }
+    return error(404, "no such API endpoint");
+  }
+};
+
+api::api(caf::actor_system& sys, broker::context_ptr ctx, std::function<bool()> is_ready,
+         std::string http_endpoint)
+    : impl_(std::make_unique<impl>(
+          impl{sys, std::move(ctx), std::move(is_ready), std::move(http_endpoint)})) {
+  impl_->stats = &stats_;
+}
+
+api::~api() = default;
+
+http_response api::handle(const http_request& req) {
+  auto& m = *impl_;
+  auto qpos = req.target.find('?');
+  std::string_view path = std::string_view(req.target).substr(0, qpos);
+  query_map query;
+  if (qpos != std::string::npos) {
+    std::string_view qs = std::string_view(req.target).substr(qpos + 1);
+    while (!qs.empty()) {
+      auto amp = qs.find('&');
+      auto part = qs.substr(0, amp);
+      auto eq = part.find('=');
+      auto k = url_decode(part.substr(0, eq), true);
+      auto v = url_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1), true);
+      if (!k || !v) {
+        return error(400, "malformed query string");
+      }
+      if (!k->empty()) {
+        query[*k] = *v;
+      }
+      qs = amp == std::string_view::npos ? std::string_view{} : qs.substr(amp + 1);
+    }
+  }
+
+  // Probes and the dashboard's static files need no credential.
+  if (path == "/healthz") {
+    return json_response(200, json{{"status", "ok"}});
+  }
+  if (path == "/readyz") {
+    bool ready = m.is_ready() && static_cast<bool>(m.ctx->sessions());
+    return json_response(ready ? 200 : 503, json{{"ready", ready}});
+  }
+  if (req.method == "GET" || req.method == "HEAD") {
+    std::string_view file = path == "/" ? std::string_view("/index.html") : path;
+    for (auto& a : www_assets()) {
+      if (file == a.path) {
+        http_response r;
+        r.content_type = a.content_type;
+        r.body.assign(a.data, a.size);
+        r.headers.emplace_back("Cache-Control", "no-cache");
+        return r;
+      }
+    }
+  }
+
+  switch (check_authorization(req.authorization, m.ctx->cfg.http)) {
+    case auth_result::ok:
+      break;
+    case auth_result::missing: {
+      auto r = error(401, "authentication required (HTTP basic auth or a bearer API key)");
+      r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"tern\"");
+      return r;
+    }
+    case auth_result::invalid: {
+      auto r = error(401, "invalid credentials");
+      r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"tern\"");
+      return r;
+    }
+  }
+
+  if (path == "/metrics") {
+    return req.method == "GET" ? m.prometheus() : error(405, "GET only");
+  }
+  constexpr std::string_view prefix = "/api/v1/";
+  if (path.substr(0, prefix.size()) != prefix) {
+    return error(404, "not found");
+  }
+  std::vector<std::string> seg;
+  auto rest = path.substr(prefix.size());
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    auto s = url_decode(rest.substr(0, slash), false);
+    if (!s) {
+      return error(400, "malformed path");
+    }
+    seg.push_back(std::move(*s));
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+  }
+  try {
+    return m.route(req.method, seg, query, req.body);
+  } catch (const std::exception& e) {
+    spdlog::error("management API {} {}: {}", req.method, req.target, e.what());
+    return error(500, std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace tern::actors::mgmt
