@@ -194,7 +194,8 @@ std::optional<std::string> node::start() {
   }
   m.root = *started;
 
-  for (std::uint32_t i = 0; i < cfg.io_threads; ++i) {
+  const std::uint32_t io_threads = cfg.io_threads ? cfg.io_threads : cores;
+  for (std::uint32_t i = 0; i < io_threads; ++i) {
     m.workers.push_back(std::make_unique<io_worker>());
   }
   for (auto& [name, lc] : cfg.listeners) {
@@ -217,7 +218,7 @@ std::optional<std::string> node::start() {
   }
   m.running = true;
   spdlog::info("node {} started ({} CAF workers, {} I/O threads, {} retained messages, data in {})",
-               cfg.node_name, m.sys->scheduler().num_workers(), cfg.io_threads,
+               cfg.node_name, m.sys->scheduler().num_workers(), io_threads,
                m.ctx->retained.size(), cfg.data_dir);
   return std::nullopt;
 }

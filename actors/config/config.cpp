@@ -113,7 +113,7 @@ const std::map<std::string, setter>& schema() {
       {"node.data_dir", [](config& c, const toml::node& n) { c.data_dir = as_string(n); }},
       {"node.worker_threads",
        [](config& c, const toml::node& n) { c.worker_threads = as_u32(n, 0, 256); }},
-      {"node.io_threads", [](config& c, const toml::node& n) { c.io_threads = as_u32(n, 1, 256); }},
+      {"node.io_threads", [](config& c, const toml::node& n) { c.io_threads = as_u32(n, 0, 256); }},
       {"log.level",
        [](config& c, const toml::node& n) {
          auto v = as_string(n);

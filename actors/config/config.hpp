@@ -174,7 +174,7 @@ struct config {
   std::string log_level = "info";
   /// CAF scheduler workers and Asio I/O threads; 0 = one per core.
   std::uint32_t worker_threads = 0;
-  std::uint32_t io_threads = 1;
+  std::uint32_t io_threads = 0;  ///< 0: one per CPU core
   mqtt_config mqtt;
   session_config session;
   auth_config auth;

@@ -111,7 +111,7 @@ TEST_CASE("config: empty text gives the embedded defaults", "[config]") {
   CHECK(c.data_dir == "data");
   CHECK(c.log_level == "info");
   CHECK(c.worker_threads == 0);
-  CHECK(c.io_threads == 1);
+  CHECK(c.io_threads == 0);
   CHECK(c.mqtt.max_packet_size == 1048576);
   CHECK(c.mqtt.max_clientid_len == 65535);
   CHECK(c.mqtt.max_topic_levels == 128);
@@ -280,8 +280,8 @@ TEST_CASE("config: wrong types and out-of-range values name line and key", "[con
        "must be between 4096"},
       {"[node]\nname = 5\n", "test.toml:2: node.name: ", "expected a string"},
       {"[node]\ndata_dir = true\n", "test.toml:2: node.data_dir: ", "expected a string"},
-      {"[node]\nio_threads = 0\n", "test.toml:2: node.io_threads: ",
-       "must be between 1 and 256"},
+      {"[node]\nio_threads = 257\n", "test.toml:2: node.io_threads: ",
+       "must be between 0 and 256"},
       {"[node]\nworker_threads = 257\n", "test.toml:2: node.worker_threads: ",
        "must be between 0 and 256"},
       {"[log]\nlevel = \"verbose\"\n", "test.toml:2: log.level: ", "expected one of"},
