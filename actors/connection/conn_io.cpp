@@ -461,6 +461,11 @@ void conn_io::on_written(const error_code& ec, std::size_t) {
 }
 
 void conn_io::close(std::string reason, bool flush_first) {
+  if (closed_.load()) {
+    // Already closed on the io thread; at shutdown its io_context may be gone already, so
+    // nothing may be posted to it.
+    return;
+  }
   auto self = shared_from_this();
   {
     std::lock_guard lock{out_mtx_};
