@@ -59,6 +59,8 @@ class Node:
             "[log]\nlevel = \"debug\"\n"
             "[listeners.tcp.default]\n"
             f'bind = "{helpers.HOST}:{self.port}"\n'
+            # The management API on a free port (never the fixed default 18083).
+            "[http]\nport = 0\n"
             "[cluster]\n"
             'heartbeat_interval = "250ms"\n'
             'connection_timeout = "1s"\n'
