@@ -888,7 +888,7 @@ http_response api::handle(const http_request& req) {
   }
   if (path == "/readyz") {
     bool ready = m.is_ready() && static_cast<bool>(m.ctx->sessions());
-    json j{{"listeners", ready}};
+    json j = json::object();
     if (m.ctx->cluster) {
       auto view = m.cluster_view();
       bool joined = view && view->ready;
