@@ -187,6 +187,10 @@ def test_cluster_status_lists_both_nodes(cluster):
     assert sorted(n["name"] for n in nodes) == ["n1", "n2"]
     assert all(n["status"] == "running" for n in nodes)
     assert a1.get("/api/v1/status")["clustered"] is True
+    # Joining a member again is a no-op.
+    assert "joined node n2" in a1.json("POST", "/api/v1/cluster/join",
+                                       {"node": n2.cluster_addr})["result"]
+    assert view(a1) == {"n1": "running", "n2": "running"}
 
     r = mh.ctl(n1.http_port, "cluster", "status")
     assert r.returncode == 0, r.stderr
