@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -382,7 +383,12 @@ struct api::impl {
     }
     static std::mutex users_mtx;  // one password file change at a time
     std::lock_guard lock{users_mtx};
-    auto loaded = access::password_file::load(path);
+    // A configured file that does not exist yet (not in the auth chain, so the node started
+    // without it) starts empty; the first user added creates it.
+    std::error_code ec;
+    auto loaded = std::filesystem::exists(path, ec)
+                      ? access::password_file::load(path)
+                      : std::variant<access::password_file, std::string>(access::password_file{});
     if (auto* err = std::get_if<std::string>(&loaded)) {
       return error(500, "cannot read the password file: " + *err);
     }

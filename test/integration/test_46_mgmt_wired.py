@@ -277,3 +277,14 @@ def test_readyz_in_a_cluster(cluster):
     r = wait_for("n4 ready", lambda: a4.request("GET", "/readyz", authorization="")[0] == 200)
     assert r
     assert "first node" in a4.get("/readyz", authorization="")["cluster"]
+
+
+def test_first_user_creates_the_password_file(broker, tmp_path):
+    path = tmp_path / "new.passwd"
+    b = mh.start(broker, auth={"password_file": str(path)})
+    api = mh.Api(b.http_port)
+    assert api.get("/api/v1/users")["total"] == 0
+    api.json("POST", "/api/v1/users", {"username": "erin", "password": "erin-pw"}, expect=201)
+    assert path.read_text().startswith("erin:$7$")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [u["username"] for u in api.get("/api/v1/users")["items"]] == ["erin"]
