@@ -18,6 +18,7 @@
 
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
+#include "cluster/admin.hpp"
 #include "cluster.pb.h"
 #include "cluster/cookie.hpp"
 #include "cluster/members.hpp"
@@ -126,6 +127,12 @@ struct cluster_state {
   std::map<std::uint64_t, caf::response_promise> takeovers;  ///< waiting for a transfer
   bool leaving = false;
   bool flush_scheduled = false;
+  // Management: joins asked for by address, and what readiness needs.
+  std::map<std::string, std::vector<caf::response_promise>> joins;
+  clock::time_point started = clock::now();
+  bool seed_answered = false;  ///< a configured seed accepted a connection
+  bool joined_once = false;
+  bool left = false;  ///< left by request: refuses handshakes until asked to join again
   static inline const char* name = "cluster";
 };
 
@@ -232,6 +239,35 @@ actors::message_ptr from_forward(const pb::Forward& f) {
 
 void connect(self_ptr self, const std::string& address);
 
+/// Answers the management requests waiting for a join to `address`.
+void answer_join(self_ptr self, const std::string& address, unsigned status,
+                 const std::string& message) {
+  auto it = self->state.joins.find(address);
+  if (it == self->state.joins.end()) {
+    return;
+  }
+  for (auto& rp : it->second) {
+    rp.deliver(admin_reply{status, message});
+  }
+  self->state.joins.erase(it);
+}
+
+/// Stops dialling `name` as a seed: its advertised address and the addresses that led to it.
+void forget_seeds_of(self_ptr self, const std::string& name, const std::string& advertise) {
+  auto& st = self->state;
+  if (!advertise.empty()) {
+    st.view.remove_seed(advertise);
+  }
+  for (auto it = st.alias.begin(); it != st.alias.end();) {
+    if (it->second == name) {
+      st.view.remove_seed(it->first);
+      it = st.alias.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void apply_claim(self_ptr self, const pb::Claim& c) {
   auto& st = self->state;
   auto& o = st.registry[c.client_id()];
@@ -323,6 +359,7 @@ void admit(self_ptr self, const caf::actor& h, const member& m) {
     send_env(self, h, rs);
   }
   st.ctx->stats.cluster_members.store(st.peers.size() + 1, std::memory_order_relaxed);
+  st.joined_once = true;
   spdlog::info("cluster: node {} joined (incarnation {}, {}); members: {}", m.name,
                m.incarnation, m.advertise, members_line(self));
 }
@@ -384,6 +421,16 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         send_env(self, sender, r);
         return;
       }
+      if (st.left) {
+        spdlog::info("cluster: refused node {} ({}): this node left the cluster", h.node(),
+                     h.advertise());
+        pb::Envelope r;
+        r.mutable_refused()->set_node(st.cfg.name);
+        r.mutable_refused()->set_reason("node " + st.cfg.name +
+                                        " left the cluster (cluster join brings it back)");
+        send_env(self, sender, r);
+        return;
+      }
       pending_in in;
       in.nonce = make_nonce();
       in.m = member{h.node(), h.incarnation(), h.advertise()};
@@ -419,6 +466,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         st.outgoing.erase(it);
       }
       if (wl.node() == st.cfg.name) {
+        answer_join(self, out.address, 400, out.address + " is this node's own address");
         return;  // dialled ourselves (a seed that is our own address)
       }
       if (!ok) {
@@ -429,6 +477,8 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         r.mutable_refused()->set_node(st.cfg.name);
         r.mutable_refused()->set_reason("cookie mismatch");
         send_env(self, sender, r);
+        answer_join(self, out.address, 409,
+                    "cookie mismatch with node " + wl.node() + " at " + out.address);
         return;
       }
       st.alias[out.address] = wl.node();
@@ -438,6 +488,11 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       a.mutable_auth()->set_proof(cookie_proof(st.cfg.cookie, "auth", wl.nonce(), st.cfg.name));
       send_env(self, sender, a);
       admit(self, sender, member{wl.node(), wl.incarnation(), wl.advertise()});
+      if (st.peers.count(wl.node()) != 0) {
+        answer_join(self, out.address, 200, "joined node " + wl.node() + " at " + out.address);
+      } else {
+        answer_join(self, out.address, 409, "node " + wl.node() + " was refused");
+      }
       return;
     }
     case pb::Envelope::kAuth: {
@@ -482,6 +537,8 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         }
       } else {
         if (auto o = st.outgoing.find(sender.address()); o != st.outgoing.end()) {
+          answer_join(self, o->second.front().address, 409,
+                      "node " + env.refused().node() + " refused: " + env.refused().reason());
           o->second.erase(o->second.begin());
           if (o->second.empty()) {
             st.outgoing.erase(o);
@@ -612,11 +669,25 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       }
       return;
     }
-    case pb::Envelope::kLeave:
-      if (env.leave().node() == *from) {
+    case pb::Envelope::kLeave: {
+      const auto& node = env.leave().node();
+      if (node == *from) {
+        auto p = st.peers.find(node);
+        if (env.leave().forget() && p != st.peers.end()) {
+          forget_seeds_of(self, node, p->second.m.advertise);
+        }
         drop_peer(self, *from, true, "left");
+      } else if (node != st.cfg.name && st.peers.count(node) == 0) {
+        // A member removed a stopped node: stop dialling it here too.
+        auto lost = st.view.lost().find(node);
+        if (lost != st.view.lost().end()) {
+          forget_seeds_of(self, node, lost->second);
+          st.view.remove(node, 0, true);
+          spdlog::info("cluster: node {} removed from the cluster by {}", node, *from);
+        }
       }
       return;
+    }
     default:
       return;  // a kind from a newer version
   }
@@ -642,7 +713,12 @@ void connect(self_ptr self, const std::string& address) {
             st.connecting.erase(address);
             auto h = caf::actor_cast<caf::actor>(ptr);
             if (!h || h == caf::actor_cast<caf::actor>(self) || st.leaving) {
+              answer_join(self, address, 400, address + " is this node or the node is stopping");
               return;
+            }
+            if (std::find(st.cfg.seeds.begin(), st.cfg.seeds.end(), address) !=
+                st.cfg.seeds.end()) {
+              st.seed_answered = true;
             }
             pending_out out{make_nonce(), address};
             pb::Envelope env;
@@ -661,6 +737,8 @@ void connect(self_ptr self, const std::string& address) {
           },
           [self, address](caf::error& e) {
             self->state.connecting.erase(address);
+            answer_join(self, address, 502,
+                        "cannot reach " + address + ": " + self->system().render(e));
             spdlog::debug("cluster: cannot reach {}: {}", address, self->system().render(e));
           });
 }
@@ -830,6 +908,111 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         // Known once the listener is bound; only then start dialling the seeds.
         self->state.cfg.advertise = advertise;
         tick(self);
+      },
+      [self](cstatus_atom) {
+        auto& st = self->state;
+        cluster_status out;
+        out.self = st.cfg.name;
+        out.members.push_back(
+            member_status{st.cfg.name, st.cfg.advertise, st.cfg.incarnation, true, true});
+        for (auto& [n, p] : st.peers) {
+          out.members.push_back(member_status{n, p.m.advertise, p.m.incarnation, true, false});
+        }
+        for (auto& [n, a] : st.view.lost()) {
+          if (st.peers.count(n) == 0) {
+            out.members.push_back(member_status{n, a, 0, false, false});
+          }
+        }
+        out.seeds.assign(st.view.seeds().begin(), st.view.seeds().end());
+        // Ready once joined (it stays so: a node that loses its peers keeps serving its
+        // clients), without seeds, after a leave, or as the first node: no seed accepted
+        // a connection for five reconnect intervals.
+        auto grace = 5 * st.cfg.reconnect_interval;
+        if (st.joined_once || !st.peers.empty()) {
+          out.ready_reason = "joined";
+        } else if (st.cfg.seeds.empty()) {
+          out.ready_reason = "no seeds configured";
+        } else if (st.left) {
+          out.ready_reason = "left the cluster";
+        } else if (!st.seed_answered && clock::now() - st.started >= grace) {
+          out.ready_reason = "no seed reachable: running as the first node";
+        } else {
+          out.ready = false;
+          out.ready_reason = st.seed_answered ? "a seed answered but no handshake completed (check "
+                                          "cluster.cookie and node names)"
+                                        : "joining: waiting for a seed";
+        }
+        return out;
+      },
+      [self](cjoin_atom, const std::string& address) {
+        auto& st = self->state;
+        auto rp = self->make_response_promise();
+        if (!actors::config::split_host_port(address)) {
+          rp.deliver(admin_reply{400, "expected host:port, got \"" + address + "\""});
+        } else if (address == st.cfg.advertise) {
+          rp.deliver(admin_reply{400, address + " is this node's own cluster address"});
+        } else if (st.leaving) {
+          rp.deliver(admin_reply{409, "the node is stopping"});
+        } else {
+          st.left = false;
+          st.joins[address].push_back(rp);
+          spdlog::info("cluster: joining {} (management request)", address);
+          connect(self, address);
+        }
+        return rp;
+      },
+      [self](cdepart_atom) {
+        auto& st = self->state;
+        for (auto& [n, p] : st.peers) {
+          flush(self, p);
+        }
+        pb::Envelope env;
+        env.mutable_leave()->set_node(st.cfg.name);
+        env.mutable_leave()->set_incarnation(st.cfg.incarnation);
+        env.mutable_leave()->set_forget(true);
+        broadcast(self, env);
+        auto told = st.peers.size();
+        std::vector<std::string> names;
+        for (auto& [n, p] : st.peers) {
+          names.push_back(n);
+        }
+        for (auto& n : names) {
+          drop_peer(self, n, true, "this node left");
+        }
+        std::vector<std::string> lost;
+        for (auto& [n, a] : st.view.lost()) {
+          lost.push_back(n);
+        }
+        for (auto& n : lost) {
+          st.view.remove(n, 0, true);
+        }
+        st.view.clear_seeds();
+        st.alias.clear();
+        st.left = true;
+        spdlog::info("cluster: left the cluster ({} members told); running alone", told);
+        return admin_reply{200, "left the cluster (" + std::to_string(told) + " members told)"};
+      },
+      [self](cremove_atom, const std::string& node) {
+        auto& st = self->state;
+        if (node == st.cfg.name) {
+          return admin_reply{400, "cannot remove this node itself: use cluster leave"};
+        }
+        if (st.peers.count(node) != 0) {
+          return admin_reply{409, "node " + node + " is running: run cluster leave on it, or "
+                                  "stop it, first"};
+        }
+        auto lost = st.view.lost().find(node);
+        if (lost == st.view.lost().end()) {
+          return admin_reply{404, "no stopped node " + node + " in this node's view"};
+        }
+        forget_seeds_of(self, node, lost->second);
+        st.view.remove(node, 0, true);
+        pb::Envelope env;
+        env.mutable_leave()->set_node(node);
+        env.mutable_leave()->set_forget(true);
+        broadcast(self, env);
+        spdlog::info("cluster: node {} removed from the cluster (management request)", node);
+        return admin_reply{200, "removed node " + node};
       },
       [self](leave_atom) {
         auto& st = self->state;

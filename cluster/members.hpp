@@ -53,6 +53,11 @@ class member_view {
 
   /// Seeds from the configuration: always retried while not connected.
   void add_seed(const std::string& address) { seeds_.insert(address); }
+  const std::set<std::string>& seeds() const { return seeds_; }
+  void clear_seeds() { seeds_.clear(); }
+  void remove_seed(const std::string& address) { seeds_.erase(address); }
+  /// Members that went down (not left): name -> address still dialled.
+  const std::map<std::string, std::string>& lost() const { return lost_; }
   /// Addresses to try now: seeds and lost members' addresses that no current member
   /// advertises and that are not `own` (this node's own address).
   std::vector<std::string> reconnect_targets(const std::string& own) const;

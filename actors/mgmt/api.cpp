@@ -3,17 +3,22 @@
 
 #include <algorithm>
 #include <ctime>
+#include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "actors/access/engine.hpp"
+#include "actors/access/password_file.hpp"
 #include "actors/broker/dispatch.hpp"
 #include "actors/mgmt/http_auth.hpp"
 #include "actors/mgmt/presence.hpp"
 #include "actors/mgmt/queries.hpp"
+#include "cluster/admin.hpp"
 #include "proto/mqtt/topic.hpp"
 
 namespace tern::actors::mgmt {
@@ -192,6 +197,37 @@ struct api::impl {
     return std::nullopt;
   }
 
+  /// The cluster actor's member view; nullopt when clustering is off or it did not answer.
+  std::optional<cluster::cluster_status> cluster_view() {
+    if (!ctx->cluster) {
+      return std::nullopt;
+    }
+    std::optional<cluster::cluster_status> out;
+    caf::scoped_actor self{sys};
+    self->request(ctx->cluster, query_timeout, cluster::cstatus_atom::value)
+        .receive([&](cluster::cluster_status& s) { out = std::move(s); },
+                 [&](caf::error& e) {
+                   spdlog::warn("management: cluster status failed: {}", sys.render(e));
+                 });
+    return out;
+  }
+
+  /// Sends a join / leave / remove request to the cluster actor and turns its answer into
+  /// a response. A join waits for the handshake (the cluster's connect timeout is 5 s).
+  template <class... Ts>
+  http_response cluster_admin(Ts&&... xs) {
+    http_response r = error(504, "the cluster layer did not answer in time");
+    caf::scoped_actor self{sys};
+    self->request(ctx->cluster, std::chrono::seconds(8), std::forward<Ts>(xs)...)
+        .receive(
+            [&](cluster::admin_reply& a) {
+              r = a.status < 300 ? json_response(a.status, json{{"result", a.message}})
+                                 : error(a.status, a.message);
+            },
+            [&](caf::error& e) { spdlog::warn("management: cluster request failed: {}", sys.render(e)); });
+    return r;
+  }
+
   // --- JSON views -------------------------------------------------------------------------
 
   json client_json(const client_info& c) const {
@@ -253,18 +289,209 @@ struct api::impl {
   http_response status() {
     auto j = node_json();
     j["node"] = node();
-    j["clustered"] = false;
+    j["clustered"] = static_cast<bool>(ctx->cluster);
     j["stats"] = stats_json();
     return json_response(200, j);
   }
 
-  http_response nodes() { return json_response(200, json::array({node_json()})); }
+  http_response nodes() {
+    auto view = cluster_view();
+    if (!view) {
+      return json_response(200, json::array({node_json()}));
+    }
+    json out = json::array();
+    for (auto& m : view->members) {
+      json j = m.self ? node_json() : json{{"self", false}};
+      j["name"] = m.name;
+      j["status"] = m.up ? "running" : "stopped";
+      j["address"] = m.address;
+      j["incarnation"] = m.incarnation;
+      out.push_back(j);
+    }
+    return json_response(200, out);
+  }
 
   http_response cluster() {
-    return json_response(200, json{{"clustered", false},
-                                   {"self", node()},
-                                   {"running_nodes", json::array({node()})},
-                                   {"stopped_nodes", json::array()}});
+    auto view = cluster_view();
+    if (!view) {
+      if (ctx->cluster) {
+        return error(503, "the cluster layer did not answer");
+      }
+      return json_response(200, json{{"clustered", false},
+                                     {"self", node()},
+                                     {"running_nodes", json::array({node()})},
+                                     {"stopped_nodes", json::array()},
+                                     {"nodes", json::array({json{{"name", node()},
+                                                                 {"status", "running"},
+                                                                 {"self", true}}})}});
+    }
+    json running = json::array();
+    json stopped = json::array();
+    json nodes = json::array();
+    for (auto& m : view->members) {
+      (m.up ? running : stopped).push_back(m.name);
+      nodes.push_back(json{{"name", m.name},
+                           {"address", m.address},
+                           {"incarnation", m.incarnation},
+                           {"status", m.up ? "running" : "stopped"},
+                           {"self", m.self}});
+    }
+    return json_response(200, json{{"clustered", true},
+                                   {"self", view->self},
+                                   {"running_nodes", running},
+                                   {"stopped_nodes", stopped},
+                                   {"nodes", nodes},
+                                   {"seeds", view->seeds},
+                                   {"ready", view->ready},
+                                   {"ready_reason", view->ready_reason}});
+  }
+
+  http_response cluster_op(const std::string& op, const std::string& body) {
+    if (!ctx->cluster) {
+      return error(409, "not clustered: clustering is off on this node (set cluster.listen and "
+                        "cluster.cookie), so it cannot " + op);
+    }
+    if (op == "leave") {
+      return cluster_admin(cluster::cdepart_atom::value);
+    }
+    if (op != "join" && op != "remove") {
+      return error(404, "no such API endpoint");
+    }
+    auto j = json::parse(body, nullptr, false);
+    if (!j.is_object() || !j.contains("node") || !j["node"].is_string() ||
+        j["node"].get<std::string>().empty()) {
+      return error(400, op == "join" ? "expected {\"node\": \"host:port\"}"
+                                     : "expected {\"node\": \"<node name>\"}");
+    }
+    auto arg = j["node"].get<std::string>();
+    if (op == "join") {
+      return cluster_admin(cluster::cjoin_atom::value, arg);
+    }
+    return cluster_admin(cluster::cremove_atom::value, arg);
+  }
+
+  // --- users (the [auth] password_file) and ACL reload -------------------------------------
+
+  /// Re-reads the access files after a change; "" or the errors (the old rules stay).
+  std::string reload_access() { return ctx->access ? ctx->access->reload() : std::string(); }
+
+  http_response users(const std::string& method, const std::vector<std::string>& seg,
+                      const query_map& q, const std::string& body) {
+    const auto& path = ctx->cfg.auth.password_file;
+    if (path.empty()) {
+      return error(409, "no password file: set [auth] password_file to manage users");
+    }
+    static std::mutex users_mtx;  // one password file change at a time
+    std::lock_guard lock{users_mtx};
+    // A configured file that does not exist yet (not in the auth chain, so the node started
+    // without it) starts empty; the first user added creates it.
+    std::error_code ec;
+    auto loaded = std::filesystem::exists(path, ec)
+                      ? access::password_file::load(path)
+                      : std::variant<access::password_file, std::string>(access::password_file{});
+    if (auto* err = std::get_if<std::string>(&loaded)) {
+      return error(500, "cannot read the password file: " + *err);
+    }
+    auto& file = std::get<access::password_file>(loaded);
+    auto password_of = [&](std::string& out) -> std::optional<http_response> {
+      auto j = json::parse(body, nullptr, false);
+      if (!j.is_object() || !j.contains("password") || !j["password"].is_string() ||
+          j["password"].get<std::string>().empty()) {
+        return error(400, "password (non-empty string) is required");
+      }
+      out = j["password"].get<std::string>();
+      return std::nullopt;
+    };
+    auto commit = [&](unsigned status, const std::string& user, const char* what) {
+      if (auto err = file.save(path); !err.empty()) {
+        return error(500, "cannot write the password file: " + err);
+      }
+      spdlog::info("management: user {} {}", user, what);
+      json j{{"username", user}, {"result", what}};
+      if (auto err = reload_access(); !err.empty()) {
+        j["reload_errors"] = err;
+      }
+      return json_response(status, j);
+    };
+    if (seg.size() == 1) {
+      if (method == "GET") {
+        std::string why;
+        auto p = parse_paging(q, why);
+        if (!p) {
+          return error(400, why);
+        }
+        json items = json::array();
+        for (auto& u : file.users()) {
+          items.push_back(json{{"username", u}});
+        }
+        return json_response(200, paged(items, *p));
+      }
+      if (method != "POST") {
+        auto r = error(405, "method " + method + " not allowed here");
+        r.headers.emplace_back("Allow", "GET, POST");
+        return r;
+      }
+      auto j = json::parse(body, nullptr, false);
+      if (!j.is_object() || !j.contains("username") || !j["username"].is_string()) {
+        return error(400, "expected {\"username\", \"password\"}");
+      }
+      auto user = j["username"].get<std::string>();
+      if (!access::is_valid_username(user)) {
+        return error(400, "invalid user name (empty, or contains ':' or control characters)");
+      }
+      std::string pw;
+      if (auto bad = password_of(pw)) {
+        return *bad;
+      }
+      if (file.contains(user)) {
+        return error(409, "user " + user + " exists (change its password with PUT)");
+      }
+      file.set(user, pw);
+      return commit(201, user, "added");
+    }
+    if (seg.size() != 2) {
+      return error(404, "no such API endpoint");
+    }
+    const auto& user = seg[1];
+    if (!file.contains(user)) {
+      return error(404, "no user " + user + " in the password file");
+    }
+    if (method == "GET") {
+      json j{{"username", user}};
+      j["scram"] = file.find(user)->scram.has_value();
+      return json_response(200, j);
+    }
+    if (method == "PUT") {
+      std::string pw;
+      if (auto bad = password_of(pw)) {
+        return *bad;
+      }
+      file.set(user, pw);
+      return commit(200, user, "password changed");
+    }
+    if (method == "DELETE") {
+      file.remove(user);
+      return commit(200, user, "deleted");
+    }
+    auto r = error(405, "method " + method + " not allowed here");
+    r.headers.emplace_back("Allow", "GET, PUT, DELETE");
+    return r;
+  }
+
+  http_response acl_reload() {
+    if (!ctx->access) {
+      return error(409, "access control is not set up on this node");
+    }
+    auto err = reload_access();
+    if (!err.empty()) {
+      spdlog::error("management: access reload failed, previous rules kept: {}", err);
+      return error(422, "reload failed, previous rules kept: " + err);
+    }
+    spdlog::info("management: access files reloaded");
+    return json_response(200, json{{"result", "reloaded"},
+                                   {"acl_file", ctx->cfg.acl.file},
+                                   {"password_file", ctx->cfg.auth.password_file},
+                                   {"generation", ctx->access->generation()}});
   }
 
   http_response clients(const query_map& q) {
@@ -578,10 +805,7 @@ struct api::impl {
       return only("GET", [&] { return cluster(); });
     }
     if (n == 2 && seg[0] == "cluster") {
-      return only("POST", [&] {
-        return error(409, "not clustered: this node runs stand-alone and cannot " + seg[1] +
-                              " a cluster (clustering is not available in this build)");
-      });
+      return only("POST", [&] { return cluster_op(seg[1], body); });
     }
     if (is({"clients"})) {
       return only("GET", [&] { return clients(q); });
@@ -623,12 +847,10 @@ struct api::impl {
       return only("PUT", [&] { return log_level(method, body); });
     }
     if (n >= 1 && seg[0] == "users") {
-      return error(501,
-                   "user management needs password-file authentication, which this build does "
-                   "not have");
+      return users(method, seg, q, body);
     }
     if (is({"acl", "reload"})) {
-      return error(501, "ACL reload needs the ACL file support, which this build does not have");
+      return only("POST", [&] { return acl_reload(); });
     }
     return error(404, "no such API endpoint");
   }
@@ -672,7 +894,15 @@ http_response api::handle(const http_request& req) {
   }
   if (path == "/readyz") {
     bool ready = m.is_ready() && static_cast<bool>(m.ctx->sessions());
-    return json_response(ready ? 200 : 503, json{{"ready", ready}});
+    json j = json::object();
+    if (m.ctx->cluster) {
+      auto view = m.cluster_view();
+      bool joined = view && view->ready;
+      j["cluster"] = view ? view->ready_reason : std::string("the cluster layer did not answer");
+      ready = ready && joined;
+    }
+    j["ready"] = ready;
+    return json_response(ready ? 200 : 503, j);
   }
   if (req.method == "GET" || req.method == "HEAD") {
     std::string_view file = path == "/" ? std::string_view("/index.html") : path;

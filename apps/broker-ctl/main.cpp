@@ -240,13 +240,13 @@ int main(int argc, char** argv) {
   on(cluster->add_subcommand("status", "running and stopped nodes"), [](ctl& c) {
     return c.call("GET", "cluster", nullptr, [](const json& j) {
       std::vector<std::vector<std::string>> rows;
-      for (auto& n : j["running_nodes"]) {
-        rows.push_back({str(n), "running"});
+      for (auto& n : j.value("nodes", json::array())) {
+        auto inc = n.value("incarnation", std::uint64_t{0});
+        rows.push_back({field(n, "name") + (n.value("self", false) ? " (this node)" : ""),
+                        field(n, "status"), n.contains("address") ? field(n, "address") : "-",
+                        inc == 0 ? "-" : std::to_string(inc)});
       }
-      for (auto& n : j["stopped_nodes"]) {
-        rows.push_back({str(n), "stopped"});
-      }
-      print(table({"NODE", "STATUS"}, rows));
+      print(table({"NODE", "STATUS", "ADDRESS", "INCARNATION"}, rows));
       if (!j.value("clustered", false)) {
         std::cout << "(stand-alone node, not clustered)\n";
       }
@@ -257,17 +257,17 @@ int main(int argc, char** argv) {
   join->add_option("node", cluster_arg, "host:port of a member")->required();
   on(join, [](ctl& c) {
     return c.call("POST", "cluster/join", json{{"node", cluster_arg}},
-                  [](const json&) { std::cout << "joined\n"; });
+                  [](const json& j) { std::cout << field(j, "result") << "\n"; });
   });
   on(cluster->add_subcommand("leave", "leave the cluster"), [](ctl& c) {
     return c.call("POST", "cluster/leave", json::object(),
-                  [](const json&) { std::cout << "left the cluster\n"; });
+                  [](const json& j) { std::cout << field(j, "result") << "\n"; });
   });
   auto* remove = cluster->add_subcommand("remove", "remove a (stopped) node from the cluster");
   remove->add_option("node", cluster_arg, "node name")->required();
   on(remove, [](ctl& c) {
     return c.call("POST", "cluster/remove", json{{"node", cluster_arg}},
-                  [](const json&) { std::cout << "removed\n"; });
+                  [](const json& j) { std::cout << field(j, "result") << "\n"; });
   });
 
   // clients

@@ -44,3 +44,25 @@ TEST_CASE("members: a node that goes down is retried, one that leaves is not", "
   CHECK(v.reconnect_targets("h:1") == std::vector<std::string>{"h:2"});
   CHECK(v.reconnect_targets("h:2").empty());
 }
+
+TEST_CASE("members: seeds and lost members as the management API sees and edits them",
+          "[cluster]") {
+  member_view v{"n1"};
+  v.add_seed("h:2");
+  v.add_seed("h:9");
+  v.admit(member{"n2", 1, "h:2"});
+  v.admit(member{"n3", 1, "h:3"});
+  CHECK(v.seeds() == std::set<std::string>{"h:2", "h:9"});
+  CHECK(v.lost().empty());
+  v.remove("n3", 1, /*forget=*/false);
+  CHECK(v.lost() == std::map<std::string, std::string>{{"n3", "h:3"}});
+  // cluster remove n3: forgotten although it is no member any more.
+  CHECK_FALSE(v.remove("n3", 0, /*forget=*/true));
+  CHECK(v.lost().empty());
+  // A member that left on request: its seed address is dropped too, so it is not dialled.
+  v.remove("n2", 1, true);
+  v.remove_seed("h:2");
+  CHECK(v.reconnect_targets("h:1") == std::vector<std::string>{"h:9"});
+  v.clear_seeds();
+  CHECK(v.reconnect_targets("h:1").empty());
+}
