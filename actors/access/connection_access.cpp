@@ -19,6 +19,8 @@ hooks::args connection_access::base_args() const {
     a.username = *info_.username;
   }
   a.peer = info_.peer;
+  a.cert_cn = info_.cert_cn;
+  a.cert_san = info_.cert_san;
   return a;
 }
 

@@ -48,6 +48,11 @@ class connection_access {
   /// Whether the broker generated the client id (MQTT 5: Assigned Client Identifier), kept
   /// across the AUTH exchange for the CONNACK.
   void set_id_assigned(bool v) { id_assigned_ = v; }
+  /// The connection's verified TLS client certificate (for the "cert" provider and hooks).
+  void set_peer_cert(std::string cn, std::string san) {
+    info_.cert_cn = std::move(cn);
+    info_.cert_san = std::move(san);
+  }
   bool id_assigned() const { return id_assigned_; }
 
   /// client.connected with the CONNACK code (0 accepted), also for refusals.

@@ -32,6 +32,8 @@ client_info from_args(const hooks::args& a) {
   }
   c.peer = std::string(a.peer);
   c.address = ip_address::from_peer(a.peer);
+  c.cert_cn = std::string(a.cert_cn);
+  c.cert_san = std::string(a.cert_san);
   return c;
 }
 
@@ -100,6 +102,8 @@ std::variant<std::shared_ptr<engine>, std::string> engine::create(
         return *err;
       }
       e->chain_.push_back(std::get<0>(std::move(r)));
+    } else if (name == "cert") {
+      e->chain_.push_back(std::make_unique<cert_provider>());
     } else if (name == "http") {
       if (a.http_url.empty()) {
         return std::string("auth.chain: http is listed but auth.http_url is empty");
@@ -211,6 +215,8 @@ auth_outcome engine::authenticate(const client_info& c, const std::optional<std:
   if (password) {
     a.password = *password;
   }
+  a.cert_cn = c.cert_cn;
+  a.cert_san = c.cert_san;
   a.peer = c.peer;
   auto acc = hooks_->run_fold(hooks::point::client_authenticate, a);
   auth_outcome out;

@@ -153,6 +153,19 @@ std::string clientid_provider::reload() {
   return {};
 }
 
+auth_answer cert_provider::authenticate(const client_info& c,
+                                         const std::optional<std::string>& /*password*/) {
+  if (c.cert_cn.empty() && c.cert_san.empty()) {
+    return {decision::ignore, false, "no client certificate"};
+  }
+  const auto& who = c.cert_cn.empty() ? c.cert_san : c.cert_cn;
+  if (c.username && !c.username->empty() && *c.username != c.cert_cn &&
+      *c.username != c.cert_san) {
+    return {decision::deny, true, "username is not the client certificate's identity " + who};
+  }
+  return {decision::allow, false, "client certificate " + who};
+}
+
 auth_answer clientid_provider::authenticate(const client_info& c,
                                             const std::optional<std::string>&) {
   std::shared_ptr<const std::vector<entry>> entries;

@@ -80,6 +80,17 @@ class clientid_provider : public auth_provider {
   std::shared_ptr<const std::vector<entry>> entries_;
 };
 
+/// TLS client certificates (listeners with verify = "request" or "require"): a client whose
+/// connection presented a certificate the listener verified is allowed, unless it sends a
+/// username that is neither the certificate's CN nor its SAN (it claims another identity:
+/// deny). Without a certificate: ignore.
+class cert_provider : public auth_provider {
+ public:
+  const char* name() const override { return "cert"; }
+  auth_answer authenticate(const client_info& c,
+                           const std::optional<std::string>& password) override;
+};
+
 /// POSTs the credentials to a URL. 200/204 with an empty body, "allow" or {"result":"allow"}
 /// allows; "deny", {"result":"deny"}, 401 or 403 denies; everything else (other codes,
 /// "ignore", connection errors, timeouts) passes on.

@@ -38,6 +38,10 @@ struct client_info {
   std::optional<std::string> username;
   std::optional<ip_address> address;  ///< none for clients without a network peer
   std::string peer;                   ///< "host:port", for logs
+  /// Verified TLS client certificate of the connection: subject CN and first subject
+  /// alternative name (both empty without a certificate).
+  std::string cert_cn;
+  std::string cert_san;
 };
 
 enum class access_kind : std::uint8_t { publish, subscribe };

@@ -205,9 +205,10 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) {
          auto v = as_strings(n);
          for (const auto& p : v) {
-           if (p != "password_file" && p != "clientid" && p != "http" && p != "pgsql") {
+           if (p != "password_file" && p != "clientid" && p != "cert" && p != "http" &&
+               p != "pgsql") {
              throw bad_value{"unknown provider \"" + p +
-                             "\" (expected password_file, clientid, http, pgsql)"};
+                             "\" (expected password_file, clientid, cert, http, pgsql)"};
            }
          }
          c.auth.chain = std::move(v);

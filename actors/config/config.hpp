@@ -99,7 +99,7 @@ struct auth_config {
   /// Let in clients that no provider allowed or denied (emqttd's "anonymous" module).
   bool allow_anonymous = true;
   /// Providers tried in order before the anonymous rule: "password_file", "clientid",
-  /// "http", "pgsql". Each answers allow, deny or ignore (pass on).
+  /// "cert", "http", "pgsql". Each answers allow, deny or ignore (pass on).
   std::vector<std::string> chain;
   std::string password_file;  ///< user:$7$... lines, managed with tern-passwd
   std::string clientid_file;  ///< "client-id [address or CIDR]" lines

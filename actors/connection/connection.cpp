@@ -392,6 +392,7 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   st.access = std::make_unique<access::connection_access>(*st.ctx->access, st.ctx->hooks.get(),
                                                           st.io->peer());
   st.access->set_id_assigned(id_assigned);
+  st.access->set_peer_cert(st.io->client_cert().cn, st.io->client_cert().san);
   auto step = st.access->on_connect(c);
   if (!apply_access_step(self, step)) {
     accept_connect(self, c, id_assigned, std::nullopt, std::move(step.connack_props));

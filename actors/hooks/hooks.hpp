@@ -75,6 +75,8 @@ struct args {
   std::string_view password;  ///< client.authenticate only; never log it
   bool has_username = false;  ///< distinguishes "no username" from an empty one
   bool has_password = false;
+  std::string_view cert_cn;   ///< verified TLS client certificate: subject CN (or empty)
+  std::string_view cert_san;  ///< and its first subject alternative name (or empty)
 };
 
 /// The value folded through run_fold.

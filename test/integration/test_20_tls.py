@@ -190,3 +190,28 @@ def test_tls_handshake_with_python_ssl(broker, certs):
                 got += s.recv(100)
             assert got[:4] == b"\x20\x02\x00\x00"   # CONNACK accepted
             assert got[4:6] == b"\xd0\x00"          # PINGRESP
+
+
+def test_client_certificate_authenticates(broker, certs):
+    # [auth] chain = ["cert"] with anonymous off: a verified client certificate is the
+    # credential; no certificate, or a username that is not the certificate's, is refused.
+    port = free_port()
+    b = broker(**{"listeners.ssl.t": {"bind": f"127.0.0.1:{port}",
+                                      "certfile": str(certs / "server.pem"),
+                                      "keyfile": str(certs / "server.key"),
+                                      "cacertfile": str(certs / "ca.pem"),
+                                      "verify": "request"},
+                  "auth": {"allow_anonymous": False, "chain": ["cert"]}})
+    ok = pub(port, unique("cert"), "x", *ca(certs), *client_cert(certs))
+    assert ok.returncode == 0, ok.stderr
+    ok_user = pub(port, unique("cert"), "x", *ca(certs), *client_cert(certs),
+                  extra=["-u", "client-cn-1"])
+    assert ok_user.returncode == 0, ok_user.stderr
+    no_cert = pub(port, unique("cert"), "x", *ca(certs))
+    assert no_cert.returncode != 0
+    other_user = pub(port, unique("cert"), "x", *ca(certs), *client_cert(certs),
+                     extra=["-u", "admin", "-P", "x"])
+    assert other_user.returncode != 0
+    plain = pub(b.port, unique("cert"), "x")
+    assert plain.returncode != 0
+    b.assert_alive()

@@ -124,6 +124,32 @@ TEST_CASE("engine: client id allow-list with address ranges", "[engine]") {
   CHECK(std::get<std::string>(bad).rfind("ids:1:", 0) == 0);
 }
 
+TEST_CASE("engine: TLS client certificate provider", "[engine]") {
+  temp_file pw(passwd_text());
+  config::config cfg;
+  cfg.auth.allow_anonymous = false;
+  cfg.auth.chain = {"cert", "password_file"};
+  cfg.auth.password_file = pw.path;
+  auto e = make(cfg);
+  auto with_cert = [](client_info c, std::string cn, std::string san = {}) {
+    c.cert_cn = std::move(cn);
+    c.cert_san = std::move(san);
+    return c;
+  };
+  // A verified certificate lets the client in, without a username or with its own identity.
+  CHECK(e->authenticate(with_cert(client("d1"), "device-1"), std::nullopt).is_ok());
+  CHECK(e->authenticate(with_cert(client("d1", "device-1"), "device-1"), std::nullopt).is_ok());
+  CHECK(e->authenticate(with_cert(client("d1", "d1.example"), "device-1", "d1.example"),
+                        std::nullopt)
+            .is_ok());
+  // Claiming another identity than the certificate's is refused, even with a password.
+  CHECK(e->authenticate(with_cert(client("d1", "alice"), "device-1"), std::string("wonder"))
+            .status == auth_status::bad_credentials);
+  // Without a certificate the provider passes on: the password file decides.
+  CHECK(e->authenticate(client("c", "alice"), std::string("wonder")).is_ok());
+  CHECK(e->authenticate(client("c"), std::nullopt).status == auth_status::not_authorized);
+}
+
 TEST_CASE("engine: repeated failures ban the client id and the address", "[engine]") {
   temp_file pw(passwd_text());
   config::config cfg;
