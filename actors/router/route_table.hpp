@@ -215,6 +215,29 @@ class route_table {
     return false;
   }
 
+  /// Whether the subscription key `filter` has a subscriber on this node: a plain filter at
+  /// least one plain subscriber, a shared subscription ("$share/g/f", "$queue/f") a member.
+  /// These keys are what the cluster replicates.
+  bool has_key(const std::string& filter) const {
+    auto parsed = proto::mqtt::parse_filter(filter);
+    bool is_share = parsed && parsed->share_group;
+    const std::string& real = is_share ? parsed->filter : filter;
+    std::shared_lock lock{mtx_};
+    auto it = subs_.find(real);
+    if (it == subs_.end()) {
+      return false;
+    }
+    if (!is_share) {
+      return !it->second->subs.empty();
+    }
+    for (auto& g : it->second->groups) {
+      if (*g->key == filter) {
+        return !g->members.empty();
+      }
+    }
+    return false;
+  }
+
   /// Number of (filter, subscriber) pairs.
   std::size_t subscription_count() const {
     std::shared_lock lock{mtx_};
