@@ -11,9 +11,8 @@ namespace {
 constexpr std::size_t max_tracked_groups = 65536;
 }  // namespace
 
-const std::string& node_picker::pick(const std::string& key,
-                                     const std::vector<std::string>& nodes, std::uint32_t random,
-                                     std::string_view publisher) {
+const std::string& node_picker::pick(const std::string& key, const std::vector<std::string>& nodes,
+                                     std::uint32_t random, std::string_view publisher) {
   using actors::router::share_strategy;
   auto n = static_cast<std::uint32_t>(nodes.size());
   switch (strategy_) {

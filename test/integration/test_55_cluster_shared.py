@@ -140,22 +140,27 @@ def test_a_local_member_serves_the_group_for_its_node(cluster, clients):
 
 
 def test_one_forward_per_node_for_subscribers_and_group(cluster, clients):
-    """A node with a normal subscriber and a group member of the same filter gets each
-    message once for each: neither twice, nor the member as a normal subscriber."""
+    """A node with normal subscribers and group members of the same filter gets each message
+    once for each: its normal subscribers once, a group it was chosen for once, and a group
+    served on the publishing node not at all."""
     n1, n2 = cluster.start(2)
     base = unique("shm")
+    topic = f"{base}/data"
     plain = clients.paho(n1.port)
     plain.subscribe(f"{base}/#", qos=1)
     member = clients.paho(n1.port)
     member.subscribe(f"$share/g/{base}/#", qos=1)
-    both = clients.paho(n1.port)  # a session in the group and subscribed normally
+    both = clients.paho(n1.port)  # the only member of group h, and subscribed normally
     both.subscribe([(f"$share/h/{base}/#", 1), (f"{base}/+", 1)])
     pub = clients.paho(n2.port)
     wait_group_routes(pub, [plain, member, both], f"{base}/probe")
-    publish_n(pub, f"{base}/data")
-    topic = f"{base}/data"
+    # Group g now also has a member on the publishing node: it serves g there.
+    here = clients.paho(n2.port)
+    here.subscribe(f"$share/g/{base}/#", qos=1)
+    publish_n(pub, topic)
     assert_each_once(collect([plain], topic, N))
-    assert_each_once(collect([member], topic, N))
+    assert_each_once(collect([here], topic, N))
+    assert collect([member], topic, 0, timeout=0.5) == [[]]
     got = collect([both], topic, 2 * N)[0]
     assert sorted(got) == sorted([f"m{i}".encode() for i in range(N)] * 2)
 

@@ -408,7 +408,7 @@ TEST_CASE("route_table: has_key tells plain filters and shared groups apart",
   CHECK_FALSE(t.has_key("$share/h/a/b"));
   CHECK_FALSE(t.has_key("$queue/a/b"));
   t.remove("a/b", "p1");
-  CHECK_FALSE(t.has_key("a/b"));       // the filter stays routed for the group only
+  CHECK_FALSE(t.has_key("a/b"));  // the filter stays routed for the group only
   CHECK(t.has_key("$share/g/a/b"));
   t.remove("$share/g/a/b", "m1");
   CHECK_FALSE(t.has_key("$share/g/a/b"));
