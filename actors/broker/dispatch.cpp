@@ -93,10 +93,10 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
           !proto::mqtt::topic_matches(parsed->filter, m->topic)) {
         continue;
       }
-      ctx.routes.pick_member(key, caf::actor{}, pick, [&](const auto& e) {
-        auto k = std::make_shared<const std::string>(key);
-        shared.push_back(target{e.sub, delivery_for(*m, m, e.opts, &k)});
-      });
+      ctx.routes.pick_member(key, caf::actor{}, pick,
+                             [&](const auto& e, const router::share_key& k) {
+                               shared.push_back(target{e.sub, delivery_for(*m, m, e.opts, &k)});
+                             });
     }
   }
   if (targets.size() > 1) {

@@ -16,6 +16,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -189,8 +190,9 @@ class route_table {
     });
   }
 
-  /// Calls g(entry) for one member of the shared subscription `key` other than `exclude`,
-  /// chosen as `pick` says. Returns false when the group has no other member.
+  /// Calls g(entry) (or g(entry, share_key)) for one member of the shared subscription `key`
+  /// other than `exclude`, chosen as `pick` says. Returns false when the group has no other
+  /// member.
   template <class G>
   bool pick_member(const std::string& key, const Sub& exclude, const share_pick& pick,
                    G&& g) const {
@@ -206,7 +208,11 @@ class route_table {
     for (auto& grp : it->second->groups) {
       if (*grp->key == key) {
         if (auto* e = choose(*grp, pick, &exclude)) {
-          g(*e);
+          if constexpr (std::is_invocable_v<G&, const entry&, const share_key&>) {
+            g(*e, grp->key);  // the group's own key: no copy of the string
+          } else {
+            g(*e);
+          }
           return true;
         }
         return false;

@@ -380,6 +380,15 @@ TEST_CASE("route_table: pick_member skips the leaving member", "[route_table][sh
     REQUIRE(t.pick_member("$share/g/t", "m1", pick_of(share_strategy::random, r), take));
     CHECK(got == "m2");
   }
+  // With a two-argument callback, the group's own key comes along.
+  std::string key;
+  REQUIRE(t.pick_member("$share/g/t", "", pick_of(share_strategy::random, 0),
+                        [&](const route_table<std::string>::entry& e, const share_key& k) {
+                          got = e.sub;
+                          key = *k;
+                        }));
+  CHECK(got == "m1");
+  CHECK(key == "$share/g/t");
   CHECK_FALSE(t.pick_member("$share/other/t", "m1", pick_of(share_strategy::random), take));
   CHECK_FALSE(t.pick_member("t", "m1", pick_of(share_strategy::random), take));
 }
