@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -23,6 +24,7 @@
 #include "cluster/cookie.hpp"
 #include "cluster/members.hpp"
 #include "cluster/routes.hpp"
+#include "cluster/shared_plan.hpp"
 #include "proto/mqtt/topic.hpp"
 
 namespace tern::cluster {
@@ -39,7 +41,7 @@ typename Inspector::result_type inspect(Inspector& f, wire_bytes& x) {
 
 /// A publish to hand to other nodes (local message, never crosses the wire as is).
 struct forward_job {
-  std::vector<std::string> nodes;  ///< ignored when `all`
+  forward_plan plan;  ///< what each node gets; with `all`, a node not in it stores only
   actors::message_ptr m;
   bool all = false;
 };
@@ -201,6 +203,18 @@ void fill_forward(pb::Forward& f, const actors::message& m) {
     u->set_key(k);
     u->set_value(v);
   }
+}
+
+/// What the receiving node does with a forward (see proto/cluster.proto, Forward).
+actors::broker::forwarded_for forwarded_of(const pb::Forward& f) {
+  actors::broker::forwarded_for out;
+  if (!f.has_subscribers()) {
+    out.every_group = true;
+    return out;
+  }
+  out.subscribers = f.subscribers();
+  out.groups.assign(f.groups().begin(), f.groups().end());
+  return out;
 }
 
 /// Nullptr for a malformed message (bad QoS or topic): dropped with a log line.
@@ -590,7 +604,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
     }
     case pb::Envelope::kForward:
       if (auto m = from_forward(env.forward())) {
-        actors::broker::dispatch(*st.ctx, m, true);
+        actors::broker::dispatch_forwarded(*st.ctx, m, forwarded_of(env.forward()));
       } else {
         spdlog::warn("cluster: dropped a malformed publish from {}", *from);
       }
@@ -598,7 +612,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
     case pb::Envelope::kForwards:
       for (auto& f : env.forwards().messages()) {
         if (auto m = from_forward(f)) {
-          actors::broker::dispatch(*st.ctx, m, true);
+          actors::broker::dispatch_forwarded(*st.ctx, m, forwarded_of(f));
         } else {
           spdlog::warn("cluster: dropped a malformed publish from {}", *from);
         }
@@ -818,8 +832,17 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
       [self](forward_job& job) {
         auto& st = self->state;
         st.backlog->queued.fetch_sub(1, std::memory_order_relaxed);
-        auto add = [&](peer& p) {
-          fill_forward(*p.batch.mutable_forwards()->add_messages(), *job.m);
+        auto add = [&](peer& p, const node_part* part) {
+          // One forward per node, whatever it is for (subscribers and/or groups).
+          auto* f = p.batch.mutable_forwards()->add_messages();
+          fill_forward(*f, *job.m);
+          f->set_subscribers(part != nullptr && part->subscribers);
+          if (part != nullptr) {
+            for (auto& g : part->groups) {
+              f->add_groups(g);
+              p.batch_bytes += g.size();
+            }
+          }
           p.batch_bytes += job.m->topic.size() + job.m->payload.size() + 16;
           if (p.batch.forwards().messages_size() >= max_batch_messages ||
               p.batch_bytes >= max_batch_bytes) {
@@ -828,12 +851,13 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         };
         if (job.all) {
           for (auto& [n, p] : st.peers) {
-            add(p);
+            auto it = job.plan.find(n);
+            add(p, it == job.plan.end() ? nullptr : &it->second);
           }
         } else {
-          for (auto& n : job.nodes) {
+          for (auto& [n, part] : job.plan) {
             if (auto it = st.peers.find(n); it != st.peers.end()) {
-              add(it->second);
+              add(it->second, &part);
             }
           }
         }
@@ -1121,17 +1145,30 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   auto backlog = impl_->backlog;
   std::size_t max_queue = cc.max_forward_queue;
   auto* stats = &ctx->stats;
-  ctx->forward_remote = [handle, routes, backlog, max_queue, stats](const actors::message_ptr& m) {
+  auto picker = std::make_shared<node_picker>(
+      actors::router::share_strategy_from(ctx->cfg.mqtt5.shared_subscription_strategy));
+  ctx->forward_remote = [handle, routes, backlog, max_queue, stats, picker](
+                            const actors::message_ptr& m,
+                            const std::vector<actors::router::share_key>& served_here) {
     const auto& t = m->topic;
     if (t.rfind("$local/", 0) == 0 || t.rfind("$SYS/", 0) == 0) {
       return;  // node-local by definition
     }
-    std::vector<std::string> nodes;
-    if (!m->retain) {
-      nodes = routes->match(t);
-      if (nodes.empty()) {
-        return;
+    // Normal subscribers: every node with a matching filter. Shared groups: one node each,
+    // none for a group served here.
+    auto shared = routes->match_shared(t);
+    std::vector<std::string> here;
+    if (!shared.empty()) {
+      for (auto& k : served_here) {
+        here.push_back(*k);
       }
+      std::sort(here.begin(), here.end());
+    }
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    auto plan = plan_forward(routes->match(t), shared, here, *picker,
+                             static_cast<std::uint32_t>(rng()), m->from);
+    if (plan.empty() && !m->retain) {
+      return;
     }
     if (backlog->queued.fetch_add(1, std::memory_order_relaxed) >= max_queue) {
       backlog->queued.fetch_sub(1, std::memory_order_relaxed);
@@ -1139,11 +1176,11 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
       stats->messages_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (!nodes.empty()) {
+    if (!plan.empty()) {
       stats->forwarded.fetch_add(1, std::memory_order_relaxed);
     }
     // Retained messages are replicated to every node (write-through), matching or not.
-    caf::anon_send(handle, forward_job{std::move(nodes), m, m->retain});
+    caf::anon_send(handle, forward_job{std::move(plan), m, m->retain});
   };
   spdlog::info("cluster: node {} listening on {} (advertised as {}{}), seeds: {}", s.name,
                cc.listen, advertise,

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 
@@ -109,9 +110,12 @@ struct context {
   std::shared_ptr<access::engine> access;
 
   /// Cluster hooks, set before any actor starts when clustering is on (empty otherwise).
-  /// forward_remote: a message published on this node, after local delivery.
-  /// route_changed: a filter gained its first (true) or lost its last (false) subscriber.
-  std::function<void(const message_ptr&)> forward_remote;
+  /// forward_remote: a message published on this node, after local delivery, with the
+  /// shared groups a local member got it through (no other node serves those).
+  /// route_changed: a subscription key (filter or shared group) gained its first (true) or
+  /// lost its last (false) subscriber.
+  std::function<void(const message_ptr&, const std::vector<router::share_key>& served_here)>
+      forward_remote;
   std::function<void(const std::string& filter, bool added)> route_changed;
   /// The cluster actor (claims client ids cluster-wide before a session opens); null alone.
   caf::actor cluster;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "actors/broker/types.hpp"
+#include "proto/mqtt/topic.hpp"
 
 namespace tern::actors::broker {
 
@@ -44,7 +45,14 @@ session::delivery delivery_for(const message& m, const message_ptr& mp,
 
 }  // namespace
 
-std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
+namespace {
+
+/// Delivers `m` to the local sessions: the normal subscribers when `subscribers`, and one
+/// member of every matching shared group (`only_groups` null) or of the named groups only.
+/// Appends the groups served to `served` when given.
+std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
+                    const std::vector<std::string>* only_groups,
+                    std::vector<router::share_key>* served) {
   if (m->retain) {
     ctx.retained.put(m);
     if (ctx.db) {
@@ -67,8 +75,30 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
   // copies are never merged with the session's other subscriptions.
   auto one_of_group = [&](std::string_view, const auto& e, const router::share_key& key) {
     shared.push_back(target{e.sub, delivery_for(*m, m, e.opts, &key)});
+    if (served != nullptr) {
+      served->push_back(key);
+    }
   };
-  ctx.routes.match(m->topic, plain, make_pick(ctx, *m), one_of_group);
+  auto pick = make_pick(ctx, *m);
+  if (only_groups == nullptr) {
+    ctx.routes.match(m->topic, plain, pick, one_of_group);
+  } else {
+    if (subscribers) {
+      ctx.routes.match(m->topic, plain);
+    }
+    for (auto& key : *only_groups) {
+      auto parsed = proto::mqtt::parse_filter(key);
+      if (!parsed || !parsed->share_group ||
+          !proto::mqtt::is_valid_topic_filter(parsed->filter) ||
+          !proto::mqtt::topic_matches(parsed->filter, m->topic)) {
+        continue;
+      }
+      ctx.routes.pick_member(key, caf::actor{}, pick,
+                             [&](const auto& e, const router::share_key& k) {
+                               shared.push_back(target{e.sub, delivery_for(*m, m, e.opts, &k)});
+                             });
+    }
+  }
   if (targets.size() > 1) {
     // Merge overlapping subscriptions of one session into one delivery.
     std::sort(targets.begin(), targets.end(), [](const target& a, const target& b) {
@@ -98,10 +128,26 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
   auto n = targets.size() + shared.size();
   targets.clear();  // drop the session handles now, not at the next publish
   shared.clear();
-  if (!from_cluster && !m->is_local && ctx.forward_remote) {
-    ctx.forward_remote(m);
+  return n;
+}
+
+}  // namespace
+
+std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
+  bool forward = !from_cluster && !m->is_local && ctx.forward_remote;
+  thread_local std::vector<router::share_key> served;
+  served.clear();
+  auto n = deliver(ctx, m, true, nullptr, forward ? &served : nullptr);
+  if (forward) {
+    // Groups served here go to no other node; the others to one node each.
+    ctx.forward_remote(m, served);
+    served.clear();
   }
   return n;
+}
+
+std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f) {
+  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr);
 }
 
 }  // namespace tern::actors::broker

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "actors/broker/context.hpp"
 #include "actors/message.hpp"
@@ -21,6 +23,19 @@ namespace tern::actors::broker {
 /// handed to the cluster (one copy per remote node with a matching route); one that arrived
 /// from another node (`from_cluster`) is delivered locally only, never forwarded again.
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster = false);
+
+/// What a publish forwarded by another node is for on this node: the publishing node chose
+/// it for its normal subscribers and/or to serve some shared groups (one member in the whole
+/// cluster gets each message of a group).
+struct forwarded_for {
+  bool subscribers = true;          ///< the normal (non-shared) subscribers
+  bool every_group = false;         ///< every matching group (a sender without the groups)
+  std::vector<std::string> groups;  ///< else these groups ("$share/g/f", "$queue/f")
+};
+
+/// Delivers `m`, which came from another node, as `f` says (never forwarded again). A named
+/// group that does not match the topic or has no member here any more gets nothing.
+std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f);
 
 /// Hands `d`, which came through shared subscription `*d.share` to the session `from`, to
 /// another member of that group (chosen by the configured strategy), because `from` left the

@@ -29,9 +29,14 @@ namespace asio = boost::asio;
 /// The route table's single writer.
 caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
   return {
+      // The cluster replicates subscription keys: a plain filter, or a shared group
+      // ("$share/g/f") as its own key, so a node whose only subscribers to a filter are
+      // group members is still found, and a group is known next to a plain filter.
       [=](add_route_atom, route_adds& adds, const caf::actor& s) {
         for (auto& [filter, opts] : adds) {
-          if (ctx->routes.add(filter, s, opts) && ctx->route_changed) {
+          bool had = ctx->route_changed && ctx->routes.has_key(filter);
+          ctx->routes.add(filter, s, opts);
+          if (ctx->route_changed && !had && ctx->routes.has_key(filter)) {
             ctx->route_changed(filter, true);
           }
         }
@@ -39,7 +44,9 @@ caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
       },
       [=](del_route_atom, std::vector<std::string>& filters, const caf::actor& s) {
         for (auto& f : filters) {
-          if (ctx->routes.remove(f, s) && ctx->route_changed) {
+          bool had = ctx->route_changed && ctx->routes.has_key(f);
+          ctx->routes.remove(f, s);
+          if (had && !ctx->routes.has_key(f)) {
             ctx->route_changed(f, false);
           }
         }

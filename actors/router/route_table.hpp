@@ -16,6 +16,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -189,8 +190,9 @@ class route_table {
     });
   }
 
-  /// Calls g(entry) for one member of the shared subscription `key` other than `exclude`,
-  /// chosen as `pick` says. Returns false when the group has no other member.
+  /// Calls g(entry) (or g(entry, share_key)) for one member of the shared subscription `key`
+  /// other than `exclude`, chosen as `pick` says. Returns false when the group has no other
+  /// member.
   template <class G>
   bool pick_member(const std::string& key, const Sub& exclude, const share_pick& pick,
                    G&& g) const {
@@ -206,7 +208,11 @@ class route_table {
     for (auto& grp : it->second->groups) {
       if (*grp->key == key) {
         if (auto* e = choose(*grp, pick, &exclude)) {
-          g(*e);
+          if constexpr (std::is_invocable_v<G&, const entry&, const share_key&>) {
+            g(*e, grp->key);  // the group's own key: no copy of the string
+          } else {
+            g(*e);
+          }
           return true;
         }
         return false;
@@ -225,6 +231,29 @@ class route_table {
         f(std::string_view{kv.second->filter}, e);
       }
     }
+  }
+
+  /// Whether the subscription key `filter` has a subscriber on this node: a plain filter at
+  /// least one plain subscriber, a shared subscription ("$share/g/f", "$queue/f") a member.
+  /// These keys are what the cluster replicates.
+  bool has_key(const std::string& filter) const {
+    auto parsed = proto::mqtt::parse_filter(filter);
+    bool is_share = parsed && parsed->share_group;
+    const std::string& real = is_share ? parsed->filter : filter;
+    std::shared_lock lock{mtx_};
+    auto it = subs_.find(real);
+    if (it == subs_.end()) {
+      return false;
+    }
+    if (!is_share) {
+      return !it->second->subs.empty();
+    }
+    for (auto& g : it->second->groups) {
+      if (*g->key == filter) {
+        return !g->members.empty();
+      }
+    }
+    return false;
   }
 
   /// Number of (filter, subscriber) pairs.

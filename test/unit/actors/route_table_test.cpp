@@ -380,6 +380,15 @@ TEST_CASE("route_table: pick_member skips the leaving member", "[route_table][sh
     REQUIRE(t.pick_member("$share/g/t", "m1", pick_of(share_strategy::random, r), take));
     CHECK(got == "m2");
   }
+  // With a two-argument callback, the group's own key comes along.
+  std::string key;
+  REQUIRE(t.pick_member("$share/g/t", "", pick_of(share_strategy::random, 0),
+                        [&](const route_table<std::string>::entry& e, const share_key& k) {
+                          got = e.sub;
+                          key = *k;
+                        }));
+  CHECK(got == "m1");
+  CHECK(key == "$share/g/t");
   CHECK_FALSE(t.pick_member("$share/other/t", "m1", pick_of(share_strategy::random), take));
   CHECK_FALSE(t.pick_member("t", "m1", pick_of(share_strategy::random), take));
 }
@@ -395,4 +404,22 @@ TEST_CASE("route_table: removing shared members and groups", "[route_table][shar
   CHECK(t.route_count() == 0);
   CHECK(match_shared(t, "t", pick_of(share_strategy::random)).shared.empty());
   CHECK_FALSE(t.remove("$share/g/t", "m1"));
+}
+
+TEST_CASE("route_table: has_key tells plain filters and shared groups apart",
+          "[route_table][shared]") {
+  route_table<std::string> t;
+  t.add("a/b", "p1", opts(qos::at_most_once));
+  CHECK(t.has_key("a/b"));
+  CHECK_FALSE(t.has_key("$share/g/a/b"));
+  t.add("$share/g/a/b", "m1", opts(qos::at_least_once));
+  CHECK(t.has_key("$share/g/a/b"));
+  CHECK_FALSE(t.has_key("$share/h/a/b"));
+  CHECK_FALSE(t.has_key("$queue/a/b"));
+  t.remove("a/b", "p1");
+  CHECK_FALSE(t.has_key("a/b"));  // the filter stays routed for the group only
+  CHECK(t.has_key("$share/g/a/b"));
+  t.remove("$share/g/a/b", "m1");
+  CHECK_FALSE(t.has_key("$share/g/a/b"));
+  CHECK_FALSE(t.has_key("x"));
 }
