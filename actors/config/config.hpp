@@ -64,7 +64,9 @@ struct session_config {
   std::uint32_t max_inflight = 32;
   std::uint32_t max_queued_messages = 1000;
   bool queue_qos0 = true;
-  std::chrono::milliseconds retry_interval{20000};
+  /// Resend unacknowledged QoS 1/2 to a connected MQTT 3.x client after this; 0 = only on
+  /// reconnect (MQTT 5 clients: always only on reconnect, [MQTT-4.4.0-1]).
+  std::chrono::milliseconds retry_interval{0};
   std::uint32_t max_awaiting_rel = 100;
   std::chrono::milliseconds await_rel_timeout{20000};
   std::uint32_t max_subscriptions = 0;  ///< 0: no limit

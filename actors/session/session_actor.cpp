@@ -63,7 +63,8 @@ settings settings_from(const config::session_config& c) {
 
 void schedule_retry(self_ptr self) {
   auto& st = self->state;
-  if (st.retry_scheduled) {
+  if (st.retry_scheduled || st.version == mqtt::protocol_version::v5) {
+    // [MQTT-4.4.0-1] MQTT 5: resend only on reconnect, never on a live connection.
     return;
   }
   if (auto next = st.s.next_retry()) {
@@ -509,6 +510,9 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
       [=](retry_atom) {
         auto& st = self->state;
         st.retry_scheduled = false;
+        if (st.version == mqtt::protocol_version::v5) {
+          return;  // scheduled for an MQTT 3.x connection the client has since replaced
+        }
         out_list out;
         st.s.retry(clock::now(), out);
         write_out(self, out);

@@ -121,7 +121,7 @@ TEST_CASE("config: empty text gives the embedded defaults", "[config]") {
   CHECK(c.session.max_inflight == 32);
   CHECK(c.session.max_queued_messages == 1000);
   CHECK(c.session.queue_qos0);
-  CHECK(c.session.retry_interval == 20s);
+  CHECK(c.session.retry_interval == 0s);
   CHECK(c.session.max_awaiting_rel == 100);
   CHECK(c.session.await_rel_timeout == 20s);
   CHECK(c.session.max_subscriptions == 0);
