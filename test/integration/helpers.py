@@ -227,6 +227,8 @@ class ConnectionClosed(Exception):
 class RawClient:
     """A hand-driven MQTT connection. Nothing is read unless the test asks."""
 
+    packet_class = Packet  # subclasses may read another packet model (mqtt5.RawClient5)
+
     def __init__(self, port, rcvbuf=None, timeout=5.0):
         self.port = port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -362,7 +364,7 @@ class RawClient:
                 raise AssertionError(f"broker sent a bad remaining length: {self.buf[:8]!r}")
         if len(self.buf) < i + length:
             return None
-        p = Packet(self.buf[0], self.buf[i:i + length])
+        p = self.packet_class(self.buf[0], self.buf[i:i + length])
         self.buf = self.buf[i + length:]
         return p
 

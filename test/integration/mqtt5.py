@@ -249,24 +249,7 @@ def auth5(rc, props=None):
 class RawClient5(helpers.RawClient):
     """A hand-driven MQTT 5 connection (see helpers.RawClient)."""
 
-    def _try_parse(self):
-        if len(self.buf) < 2:
-            return None
-        mult, length, i = 1, 0, 1
-        while True:
-            if i >= len(self.buf):
-                return None
-            b = self.buf[i]
-            length += (b & 0x7F) * mult
-            mult *= 128
-            i += 1
-            if not b & 0x80:
-                break
-        if len(self.buf) < i + length:
-            return None
-        p = Packet5(self.buf[0], self.buf[i:i + length])
-        self.buf = self.buf[i + length:]
-        return p
+    packet_class = Packet5  # the framing is RawClient's; packets are read as MQTT 5
 
     def expect(self, ptype, timeout=5.0, pid=None):
         try:
