@@ -75,10 +75,17 @@ class Node:
         return cmd
 
     def start(self, join=(), cookie=COOKIE, extra=()):
-        """Starts (on its previous ports after a restart); waits for the MQTT port."""
-        if self.port is None:
-            self.port = free_port()
-            self.cluster_port = free_port()
+        """Starts (on its previous ports after a restart); waits for the MQTT port. Ports it
+        picked itself are picked again when another process took one first."""
+        fresh = self.port is None
+        for attempt in range(5):
+            if fresh:
+                self.port = free_port()
+                self.cluster_port = free_port()
+            if self._start_once(join, cookie, extra, retry=fresh and attempt < 4):
+                return self
+
+    def _start_once(self, join, cookie, extra, retry):
         cmd = self.command(join, cookie, extra)
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
@@ -90,10 +97,13 @@ class Node:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                text = self.log_text()[self.log_start:].lower()
+                if retry and ("in use" in text or "cannot listen" in text):
+                    return False  # a port taken between free_port() and the bind
                 pytest.fail(f"{self.name} exited with {self.proc.returncode} at start-up\n"
                             f"{self.log_tail()}")
             if "listening on" in self.log_text()[self.log_start:] and self._mqtt_up():
-                return self
+                return True
             time.sleep(0.02)
         pytest.fail(f"{self.name} did not start within {START_TIMEOUT}s\n{self.log_tail()}")
 
@@ -208,16 +218,14 @@ class Cluster:
 
 def wait_route(publisher, subscriber, topic, timeout=5.0):
     """Publishes probes on `topic` from `publisher` until `subscriber` gets one (the route
-    reached the publisher's node), then drains the subscriber."""
+    reached the publisher's node). The subscriber keeps probes apart from the messages a test
+    expects, so a late probe cannot turn up among them."""
+    token = helpers.PROBE + helpers.unique("-").encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        publisher.publish(topic, b"probe", qos=0)
-        try:
-            subscriber.expect(1, timeout=0.1)
-            time.sleep(0.2)
+        publisher.publish(topic, token, qos=0)
+        if subscriber.expect_probe(token, timeout=0.1):
             subscriber.drain()
             return
-        except AssertionError:
-            pass
     raise AssertionError(f"no route for {topic!r} from port {publisher.port} to "
                          f"port {subscriber.port} within {timeout}s")

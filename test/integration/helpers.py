@@ -58,6 +58,10 @@ def is_mosquitto():
     return broker_kind() == "mosquitto"
 
 
+# Payload prefix of route probes (see Client.probes).
+PROBE = b"route-probe"
+
+
 def unique(prefix="t"):
     """A topic or client id nobody else in this run uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -504,6 +508,9 @@ class Client:
         self.client_id = client_id if client_id is not None else unique("paho")
         self.keepalive = keepalive
         self.messages = queue.Queue()
+        # Route probes (payload starting with PROBE) go to `probes`, never to `messages`: a
+        # probe that arrives late must not turn up among the messages a test expects.
+        self.probes = queue.Queue()
         self._cond = threading.Condition()
         self._connack = None
         self._subacks = {}
@@ -530,7 +537,8 @@ class Client:
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg):
-        self.messages.put(Message(msg))
+        is_probe = msg.payload.startswith(PROBE)
+        (self.probes if is_probe else self.messages).put(Message(msg))
 
     def _on_subscribe(self, client, userdata, mid, granted):
         with self._cond:
@@ -602,6 +610,43 @@ class Client:
                     f"{self.client_id}: expected {n} message(s) within {timeout}s, got "
                     f"{len(got)}: {got[:10]}")
         return got
+
+    def collect(self, n, timeout=1.0):
+        """Up to `n` messages, waiting at most `timeout`; unlike expect(), a timeout loses
+        nothing: whatever arrived is returned."""
+        deadline = time.monotonic() + timeout
+        got = []
+        while len(got) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                got.append(self.messages.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return got
+
+    def expect_probe(self, payload, timeout):
+        """True once a probe with `payload` arrives within `timeout` (other probes skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                if self.probes.get(timeout=remaining).payload == payload:
+                    return True
+            except queue.Empty:
+                return False
+
+    def take_probes(self):
+        """The probes received so far."""
+        out = []
+        while True:
+            try:
+                out.append(self.probes.get_nowait())
+            except queue.Empty:
+                return out
 
     def expect_one(self, timeout=5.0):
         return self.expect(1, timeout)[0]

@@ -55,6 +55,7 @@ def test_connected_client_is_taken_over_and_old_connection_closed(cluster, clien
     pub = clients.paho(n1.port)
     wait_route(pub, new, "dup/x")
     old.expect_none(0.2)
+    assert not old.take_probes(), "the old connection got the probes too"
 
 
 def test_clean_start_elsewhere_ends_the_old_session(cluster, clients):

@@ -17,14 +17,15 @@ N = 60
 
 def wait_group_routes(pub, members, topic, timeout=10.0):
     """Publishes QoS 0 probes on `topic` until every member got at least one: the publisher's
-    node then knows the group on every members' node. Drains the members afterwards."""
+    node then knows the group on every members' node. Members keep probes apart from their
+    messages; drains the members afterwards."""
     seen = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(seen) < len(members):
-        pub.publish(topic, b"probe", qos=0)
+        pub.publish(topic, helpers.PROBE, qos=0)
         time.sleep(0.02)
         for i, m in enumerate(members):
-            if m.drain():
+            if m.take_probes():
                 seen.add(i)
     assert len(seen) == len(members), f"only members {sorted(seen)} reached within {timeout}s"
     time.sleep(0.3)
