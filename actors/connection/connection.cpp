@@ -114,6 +114,13 @@ void publish_will(self_ptr self) {
     return;
   }
   auto w = std::move(st.will);
+  // The ACL in force when the will fires decides, as for any PUBLISH of the client.
+  if (st.access && !st.access->allow_publish(w->topic, static_cast<std::uint8_t>(w->q))) {
+    st.ctx->stats.acl_denied.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("client {}: will on {} denied by the ACL, not published", st.client_id,
+                 w->topic);
+    return;
+  }
   mqtt::publish p;
   p.topic = std::move(w->topic);
   p.payload = std::move(w->payload);

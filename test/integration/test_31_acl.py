@@ -71,6 +71,21 @@ def test_denied_publish_gets_0x87_in_v5(broker, tmp_path):
     assert r.returncode != 0 or "not authori" in (r.stdout + r.stderr).lower()
 
 
+def test_will_on_a_denied_topic_is_not_published(broker, tmp_path):
+    b, _ = acl_broker(broker, tmp_path)
+    sub = RawClient(b.port)
+    sub.connect_ok()
+    assert sub.subscribe([("secret/#", 1), ("open/#", 1)]).codes == [1, 1]
+    for topic in ("secret/will", "open/will"):
+        c = RawClient(b.port)
+        c.connect_ok(will={"topic": topic, "payload": b"gone", "qos": 1})
+        c.close()  # no DISCONNECT: the will fires
+    got = sub.receive_publishes(1)
+    assert [(p.topic, p.payload) for p in got] == [("open/will", b"gone")]
+    sub.expect_no_packet(0.3)
+    wait_log(b, "will on secret/will denied by the ACL")
+
+
 def test_denied_subscribe_codes_311_and_v5(broker, tmp_path):
     b, _ = acl_broker(broker, tmp_path)
     c = RawClient(b.port)
