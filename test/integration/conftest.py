@@ -13,6 +13,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -207,12 +208,24 @@ class Broker:
                             f"{self.log_tail()}")
             try:
                 socket.create_connection((helpers.HOST, port), timeout=0.5).close()
-                return "ok"
+                if self._all_listeners_open():
+                    return "ok"
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         self.stop()
         pytest.fail(f"{self.kind} did not accept connections on port {port} within "
                     f"{START_TIMEOUT}s\n{self.log_tail()}")
+
+    def _all_listeners_open(self):
+        """Tern binds its listeners one after the other and accepts on the first before the
+        last is bound; it logs "node ... started" once all are (when it logs at info)."""
+        if self.kind != "tern":
+            return True
+        level = self.overrides.get("log", {}).get("level", "debug")
+        if level not in ("trace", "debug", "info"):
+            return True
+        return re.search(r"node \S+ started \(", self.log_text()[self.log_start:]) is not None
 
     def stop(self):
         """SIGTERM, then SIGKILL after 5 s. Returns (exit code, whether SIGKILL was needed)."""
