@@ -449,3 +449,34 @@ def test_runtime_packages_cover_every_library_the_binaries_link():
     # and nothing that no binary needs directly or through another listed package
     needed = installed_closure(sorted(owners))
     assert [p for p in runtime if p not in needed] == []
+
+
+# ---- the flags the manifest relies on ------------------------------------------------------
+
+def run_node(tmp_path, args, env_cookie=None):
+    binary = os.environ.get("TERN_BROKER_NODE")
+    if not binary:
+        pytest.fail("set TERN_BROKER_NODE to the broker-node binary")
+    conf = tmp_path / "tern.toml"
+    conf.write_text(f'[listeners.tcp.default]\nbind = "127.0.0.1:{free_port()}"\n'
+                    "[http]\nenabled = false\n")
+    env = {k: v for k, v in os.environ.items() if k != "TERN_COOKIE"}
+    if env_cookie is not None:
+        env["TERN_COOKIE"] = env_cookie
+    return subprocess.Popen([binary, "--config", str(conf), "--data-dir", str(tmp_path / "d"),
+                             "--cluster-listen", f"127.0.0.1:{free_port()}"] + args,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+
+
+def test_advertise_must_be_host_port(tmp_path):
+    p = run_node(tmp_path, ["--advertise", "no-port-here"], env_cookie="c")
+    out, _ = p.communicate(timeout=10)
+    assert p.returncode == 2
+    assert '--advertise: expected host:port, got "no-port-here"' in out
+
+
+def test_a_clustered_node_without_cookie_flag_config_or_env_does_not_start(tmp_path):
+    p = run_node(tmp_path, [])
+    out, _ = p.communicate(timeout=10)
+    assert p.returncode != 0 and "cluster.cookie" in out, out
