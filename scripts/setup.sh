@@ -12,7 +12,7 @@ packages=(
   # access control: PostgreSQL client library (auth provider) and server (its tests)
   libpq-dev postgresql
   # third-party MQTT clients and broker used by the integration tests and the benchmark
-  mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
+  mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest python3-yaml
   # tools the tests use
   procps iproute2 openssl
   # headless browser for the dashboard test

@@ -25,6 +25,7 @@ struct flags {
   std::string data_dir;
   std::string log_level;
   std::string cluster_listen;
+  std::string advertise;
   std::vector<std::string> join;
   std::string cookie;
 };
@@ -55,6 +56,12 @@ std::string apply_flags(const flags& f, cfg::config& c) {
     }
     c.cluster.listen = f.cluster_listen;
   }
+  if (!f.advertise.empty()) {
+    if (!cfg::split_host_port(f.advertise)) {
+      return "--advertise: expected host:port, got \"" + f.advertise + "\"";
+    }
+    c.cluster.advertise = f.advertise;
+  }
   for (auto& j : f.join) {
     if (!cfg::split_host_port(j)) {
       return "--join: expected host:port, got \"" + j + "\"";
@@ -63,6 +70,13 @@ std::string apply_flags(const flags& f, cfg::config& c) {
   }
   if (!f.cookie.empty()) {
     c.cluster.cookie = f.cookie;
+  }
+  if (c.cluster.cookie.empty()) {
+    // Last resort, so that the secret need not appear in the command line or the file
+    // (e.g. a Kubernetes Secret mapped into the environment).
+    if (const char* env = std::getenv("TERN_COOKIE"); env != nullptr) {
+      c.cluster.cookie = env;
+    }
   }
   if (!c.cluster.seeds.empty() && !c.cluster.enabled()) {
     return "--join / cluster.seeds need a cluster listener (--cluster-listen or cluster.listen)";
@@ -83,8 +97,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.add_option("--cluster-listen", f.cluster_listen,
                  "cluster listener host:port (enables clustering), e.g. 127.0.0.1:4370");
+  app.add_option("--advertise", f.advertise,
+                 "host:port the other nodes dial to reach this node (a DNS name is fine); "
+                 "default: the cluster listen address");
   app.add_option("--join", f.join, "host:port of a cluster member to join (repeatable)");
-  app.add_option("--cookie", f.cookie, "cluster cookie (shared secret of the cluster's nodes)");
+  app.add_option("--cookie", f.cookie,
+                 "cluster cookie (shared secret of the cluster's nodes); when neither this nor "
+                 "cluster.cookie is set, the TERN_COOKIE environment variable");
   CLI11_PARSE(app, argc, argv);
 
   cfg::config c;
