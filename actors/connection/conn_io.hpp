@@ -20,6 +20,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <caf/actor.hpp>
 
+#include "actors/listener/peer_address.hpp"
 #include "actors/listener/transport.hpp"
 #include "proto/mqtt/codec.hpp"
 
@@ -72,7 +73,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
 
   std::uint64_t id() const { return id_; }
   /// "ip:port" of the client (from the PROXY header when the listener expects one).
-  const std::string& peer() const { return peer_; }
+  std::string peer() const { return peer_.to_string(); }
   bool is_closed() const { return closed_.load(); }
   /// "tcp", "ssl", "ws" or "wss".
   const char* transport_kind() const { return transport_->kind(); }
@@ -113,7 +114,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   proto::mqtt::decoder dec_;
   const std::uint64_t id_;
   const std::uint32_t max_send_;
-  std::string peer_;
+  listener::peer_address peer_;  // as bytes: the text often outgrows std::string's SSO
   std::unique_ptr<listener::peer_cert> cert_;  // only after a TLS client certificate
   std::unique_ptr<limits> limits_;             // only when the listener has rate limits
   std::unique_ptr<std::string> proxy_buf_;     // only while a PROXY header is being read
