@@ -386,7 +386,7 @@ bool conn_io::send(std::string bytes) {
       // The client does not read: stop before it grows our memory without bound.
       backlog_.fetch_sub(bytes.size());
       close_after_flush_ = true;
-      close_reason_ = "send buffer overflow (client not reading)";
+      close_reason_ = std::make_unique<std::string>("send buffer overflow (client not reading)");
       if (listener_) {
         listener_->ctx->stats.send_buffer_overflows.fetch_add(1, std::memory_order_relaxed);
       }
@@ -394,7 +394,7 @@ bool conn_io::send(std::string bytes) {
                    peer(), 2 * static_cast<std::size_t>(max_send_));
       auto self = shared_from_this();
       asio::post(transport_->socket().get_executor(),
-                 [self] { self->do_close(self->close_reason_); });
+                 [self] { self->do_close("send buffer overflow (client not reading)"); });
       return false;
     }
     if (counters_) {
@@ -427,7 +427,7 @@ void conn_io::flush() {
     if (out_.empty()) {
       write_pending_ = false;
       if (close_after_flush_) {
-        do_close(close_reason_);
+        do_close(close_reason_ ? *close_reason_ : std::string("closed"));
       }
       return;
     }
@@ -466,7 +466,7 @@ void conn_io::close(std::string reason, bool flush_first) {
     std::lock_guard lock{out_mtx_};
     if (flush_first && write_pending_) {
       close_after_flush_ = true;
-      close_reason_ = std::move(reason);
+      close_reason_ = std::make_unique<std::string>(std::move(reason));
       return;
     }
   }

@@ -124,7 +124,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   std::string writing_;         // owned by the io thread while a write is in progress
   bool write_pending_ = false;  // guarded by out_mtx_
   bool close_after_flush_ = false;
-  std::string close_reason_;
+  std::unique_ptr<std::string> close_reason_;  // only once a close waits for a flush
   std::atomic<std::size_t> backlog_{0};
 
   std::atomic<std::int32_t> unconsumed_{0};
