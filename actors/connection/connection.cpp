@@ -35,10 +35,10 @@ struct connection_state {
   conn_io_ptr io;
   phase ph = phase::wait_connect;
   protocol_version version = protocol_version::v3_1_1;
+  bool expiry_was_zero = true;  // v5: Session Expiry Interval of CONNECT was 0
   std::string client_id;
   std::unique_ptr<mqtt::will> will;  // heap: most clients have none
   caf::actor session;
-  bool expiry_was_zero = true;  // v5: Session Expiry Interval of CONNECT was 0
   std::unique_ptr<std::vector<std::string>> aliases;  // v5 inbound topic aliases, index alias-1
   std::unique_ptr<auth_state> auth;
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks

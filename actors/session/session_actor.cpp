@@ -21,19 +21,52 @@ namespace {
 
 namespace mqtt = proto::mqtt;
 
+/// The session's subscriptions (filter -> options), allocated with the first one: an empty
+/// std::map is 48 B in every session, and many idle clients subscribe to nothing. Offers the
+/// part of std::map's interface the session uses; iterators are const.
+class subscriptions {
+ public:
+  using map = std::map<std::string, router::sub_options, std::less<>>;
+  using const_iterator = map::const_iterator;
+
+  bool empty() const { return !m_ || m_->empty(); }
+  std::size_t size() const { return m_ ? m_->size() : 0; }
+  const_iterator begin() const { return all().begin(); }
+  const_iterator end() const { return all().end(); }
+  std::size_t count(const std::string& filter) const { return m_ ? m_->count(filter) : 0; }
+  const_iterator find(const std::string& filter) const { return all().find(filter); }
+  /// `it` must come from find() (so the map exists).
+  void erase(const_iterator it) { m_->erase(it); }
+  router::sub_options& operator[](const std::string& filter) {
+    if (!m_) {
+      m_ = std::make_unique<map>();
+    }
+    return (*m_)[filter];
+  }
+  void clear() { m_.reset(); }
+
+ private:
+  const map& all() const {
+    static const map none;
+    return m_ ? *m_ : none;
+  }
+
+  std::unique_ptr<map> m_;
+};
+
 struct session_actor_state {
   explicit session_actor_state() : s(settings{}) {}
   broker::context_ptr ctx;
   std::string client_id;
   session s;
-  std::map<std::string, router::sub_options, std::less<>> subs;
+  subscriptions subs;
   caf::actor conn;
   conn_io_ptr io;
   mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
   bool retry_scheduled = false;
+  std::uint32_t max_packet_size = 0;  // the client's Maximum Packet Size, 0: none
   std::chrono::milliseconds expiry{0};  // session lifetime after disconnect
   clock::time_point detached_at{};
-  std::uint32_t max_packet_size = 0;  // the client's Maximum Packet Size, 0: none
   std::unique_ptr<topic_aliases> aliases;  // outbound, per connection; only if the client wants
   message_ptr will;                   // a delayed will, published unless the client returns
   std::uint64_t will_generation = 0;
