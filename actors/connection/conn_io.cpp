@@ -27,10 +27,6 @@ std::int64_t to_ns(conn_io::clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-std::string format_peer(const std::string& ip, std::uint16_t port, bool is_v6) {
-  return is_v6 ? "[" + ip + "]:" + std::to_string(port) : ip + ":" + std::to_string(port);
-}
-
 }  // namespace
 
 /// Per-connection rate limiting state; allocated only on listeners that limit rates.
@@ -59,7 +55,7 @@ conn_io::conn_io(std::unique_ptr<listener::transport> t, std::uint32_t max_packe
   error_code ec;
   auto ep = sock.remote_endpoint(ec);
   if (!ec) {
-    peer_ = format_peer(ep.address().to_string(), ep.port(), ep.address().is_v6());
+    peer_ = listener::peer_address::from_ip(ep.address().to_string(), ep.port());
   }
   sock.non_blocking(true, ec);
   sock.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -122,7 +118,7 @@ void conn_io::read_proxy_header() {
     auto r = listener::parse_proxy_header(view);
     if (r.st == listener::proxy_result::status::error) {
       self->listener_->ctx->stats.handshake_failures.fetch_add(1, std::memory_order_relaxed);
-      spdlog::info("conn {} {}: bad PROXY protocol header ({}), closing", self->id_, self->peer_,
+      spdlog::info("conn {} {}: bad PROXY protocol header ({}), closing", self->id_, self->peer(),
                    r.error);
       self->do_close("bad PROXY protocol header: " + r.error);
       return;
@@ -142,14 +138,13 @@ void conn_io::read_proxy_header() {
     }
     const auto& h = r.header;
     if (!h.is_local) {
-      auto via = self->peer_;
-      self->peer_ =
-          format_peer(h.source_ip, h.source_port, h.source_ip.find(':') != std::string::npos);
+      auto via = self->peer();
+      self->peer_ = listener::peer_address::from_ip(h.source_ip, h.source_port);
       spdlog::info("conn {}: PROXY v{} header: client {} (via {})", self->id_, h.version,
-                   self->peer_, via);
+                   self->peer(), via);
     } else {
-      spdlog::debug("conn {} {}: PROXY v{} header without a client address", self->id_, self->peer_,
-                    h.version);
+      spdlog::debug("conn {} {}: PROXY v{} header without a client address", self->id_,
+                    self->peer(), h.version);
     }
     self->proxy_buf_.reset();
     self->start_transport();
@@ -171,12 +166,12 @@ void conn_io::on_handshake(const std::string& error) {
     if (listener_) {
       listener_->ctx->stats.handshake_failures.fetch_add(1, std::memory_order_relaxed);
     }
-    spdlog::info("conn {} {}: {} handshake failed: {}", id_, peer_, transport_->kind(), error);
+    spdlog::info("conn {} {}: {} handshake failed: {}", id_, peer(), transport_->kind(), error);
     do_close(std::string(transport_->kind()) + " handshake failed: " + error);
     return;
   }
   if (auto cert = transport_->client_cert(); cert.is_present) {
-    spdlog::debug("conn {} {}: client certificate CN={} SAN={}", id_, peer_, cert.cn, cert.san);
+    spdlog::debug("conn {} {}: client certificate CN={} SAN={}", id_, peer(), cert.cn, cert.san);
     cert_ = std::make_unique<listener::peer_cert>(std::move(cert));
   }
   wait_readable();
@@ -226,7 +221,7 @@ void conn_io::check_deadline(clock::time_point now) {
       if (listener_) {
         listener_->ctx->stats.connect_timeouts.fetch_add(1, std::memory_order_relaxed);
       }
-      spdlog::info("conn {} {}: no CONNECT in time, closing", id_, peer_);
+      spdlog::info("conn {} {}: no CONNECT in time, closing", id_, peer());
       do_close("no CONNECT in time");
     } else {
       do_close("keepalive timeout");
@@ -270,7 +265,7 @@ bool conn_io::decode_buffered(clock::time_point now) {
     }
     if (st == proto::mqtt::decode_status::error) {
       auto& e = dec_.error();
-      spdlog::info("conn {} {}: bad packet ({:#04x} {}), closing", id_, peer_,
+      spdlog::info("conn {} {}: bad packet ({:#04x} {}), closing", id_, peer(),
                    static_cast<unsigned>(e.code), e.detail);
       std::string answer;
       if (e.code == proto::mqtt::reason_code::unsupported_protocol_version) {
@@ -332,10 +327,10 @@ void conn_io::after_input() {
       const char* which = bytes_wait >= pub_wait ? "max_bytes_in_rate" : "max_publish_rate";
       if (!limits_->has_logged) {
         limits_->has_logged = true;
-        spdlog::info("conn {} {}: listener {} {} reached, pausing reads for {} ms", id_, peer_,
+        spdlog::info("conn {} {}: listener {} {} reached, pausing reads for {} ms", id_, peer(),
                      listener_->id, which, wait.count());
       } else {
-        spdlog::trace("conn {} {}: {} reached, pausing reads for {} ms", id_, peer_, which,
+        spdlog::trace("conn {} {}: {} reached, pausing reads for {} ms", id_, peer(), which,
                       wait.count());
       }
       pause_for(wait);
@@ -391,15 +386,15 @@ bool conn_io::send(std::string bytes) {
       // The client does not read: stop before it grows our memory without bound.
       backlog_.fetch_sub(bytes.size());
       close_after_flush_ = true;
-      close_reason_ = "send buffer overflow (client not reading)";
+      close_reason_ = std::make_unique<std::string>("send buffer overflow (client not reading)");
       if (listener_) {
         listener_->ctx->stats.send_buffer_overflows.fetch_add(1, std::memory_order_relaxed);
       }
       spdlog::info("conn {} {}: outgoing buffer over {} bytes (client not reading), closing", id_,
-                   peer_, 2 * static_cast<std::size_t>(max_send_));
+                   peer(), 2 * static_cast<std::size_t>(max_send_));
       auto self = shared_from_this();
       asio::post(transport_->socket().get_executor(),
-                 [self] { self->do_close(self->close_reason_); });
+                 [self] { self->do_close("send buffer overflow (client not reading)"); });
       return false;
     }
     if (counters_) {
@@ -432,7 +427,7 @@ void conn_io::flush() {
     if (out_.empty()) {
       write_pending_ = false;
       if (close_after_flush_) {
-        do_close(close_reason_);
+        do_close(close_reason_ ? *close_reason_ : std::string("closed"));
       }
       return;
     }
@@ -471,7 +466,7 @@ void conn_io::close(std::string reason, bool flush_first) {
     std::lock_guard lock{out_mtx_};
     if (flush_first && write_pending_) {
       close_after_flush_ = true;
-      close_reason_ = std::move(reason);
+      close_reason_ = std::make_unique<std::string>(std::move(reason));
       return;
     }
   }

@@ -5,6 +5,7 @@
 
 #include "actors/access/connection_access.hpp"
 #include "actors/broker/dispatch.hpp"
+#include "actors/broker/handle_message.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/enhanced_auth.hpp"
@@ -34,10 +35,10 @@ struct connection_state {
   conn_io_ptr io;
   phase ph = phase::wait_connect;
   protocol_version version = protocol_version::v3_1_1;
+  bool expiry_was_zero = true;  // v5: Session Expiry Interval of CONNECT was 0
   std::string client_id;
   std::unique_ptr<mqtt::will> will;  // heap: most clients have none
   caf::actor session;
-  bool expiry_was_zero = true;  // v5: Session Expiry Interval of CONNECT was 0
   std::unique_ptr<std::vector<std::string>> aliases;  // v5 inbound topic aliases, index alias-1
   std::unique_ptr<auth_state> auth;
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
@@ -731,39 +732,58 @@ void on_closed(self_ptr self, const std::string& reason) {
   self->quit();
 }
 
+void on_kick(self_ptr self) {
+  // Another connection took the session over [MQTT-3.1.4-2].
+  auto& st = self->state;
+  if (st.ph == phase::closing) {
+    return;
+  }
+  if (is_v5(self) && st.ph == phase::connected) {
+    mqtt::disconnect d;
+    d.reason = static_cast<std::uint8_t>(reason_code::session_taken_over);
+    write(self, d);
+  }
+  st.ph = phase::closing;
+  st.io->close("session taken over");
+}
+
+/// The connection's rare messages (close, kick), as the actor's default handler: CAF 0.17
+/// allocates each handler of a behavior per actor, a plain function here costs nothing.
+caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_view& x) {
+  auto self = static_cast<self_ptr>(ptr);
+  auto& xs = x.content();
+  caf::message reply;
+  if (broker::handle(xs, reply,
+                     [self](closed_atom, const std::string& reason) { on_closed(self, reason); }) ||
+      broker::handle(xs, reply, [self](kick_atom) { on_kick(self); })) {
+    return reply;
+  }
+  return caf::print_and_drop(ptr, x);
+}
+
+caf::error on_exception(caf::scheduled_actor* ptr, std::exception_ptr& ep) {
+  auto& io = static_cast<self_ptr>(ptr)->state.io;
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    spdlog::error("connection {} failed: {}", io->id(), e.what());
+  } catch (...) {
+    spdlog::error("connection {} failed", io->id());
+  }
+  io->close("internal error", false);
+  return caf::exit_reason::unhandled_exception;
+}
+
 caf::behavior connection_impl(self_ptr self, broker::context_ptr ctx, conn_io_ptr io) {
   self->state.ctx = std::move(ctx);
-  self->state.io = io;
-  self->set_exception_handler([io](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      spdlog::error("connection {} failed: {}", io->id(), e.what());
-    } catch (...) {
-      spdlog::error("connection {} failed", io->id());
-    }
-    io->close("internal error", false);
-    return caf::exit_reason::unhandled_exception;
-  });
+  self->state.io = std::move(io);
+  // Plain functions: std::function keeps them inline, no allocation per connection.
+  self->set_exception_handler(on_exception);
+  self->set_default_handler(on_control);
   return {
       [=](packet_atom, mqtt::packet& p) {
         self->state.io->consumed(1);
         on_packet(self, p);
-      },
-      [=](closed_atom, const std::string& reason) { on_closed(self, reason); },
-      [=](kick_atom) {
-        // Another connection took the session over [MQTT-3.1.4-2].
-        auto& st = self->state;
-        if (st.ph == phase::closing) {
-          return;
-        }
-        if (is_v5(self) && st.ph == phase::connected) {
-          mqtt::disconnect d;
-          d.reason = static_cast<std::uint8_t>(reason_code::session_taken_over);
-          write(self, d);
-        }
-        st.ph = phase::closing;
-        st.io->close("session taken over");
       },
   };
 }

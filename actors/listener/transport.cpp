@@ -49,6 +49,85 @@ void close_socket(tcp::socket& s) {
   s.close(ec);
 }
 
+/// Memory for the one operation a connection nearly always has pending: its wait for
+/// readability. Without it Asio takes the operation from a per-thread cache of recycled
+/// blocks, each as large as the largest operation the thread ran (an accept, ~190 B), and
+/// an idle connection holds one of them.
+class op_slot {
+ public:
+  void* claim(std::size_t size, std::size_t align) {
+    if (is_used_ || size > sizeof storage_ || align > alignof(void*)) {
+      return nullptr;
+    }
+    is_used_ = true;
+    return storage_;
+  }
+  bool release(const void* p) {
+    if (p != static_cast<const void*>(storage_)) {
+      return false;
+    }
+    is_used_ = false;
+    return true;
+  }
+
+ private:
+  // The wait operation with its handler is 136 B (Boost 1.74, any_io_executor); a larger
+  // one falls back to the heap.
+  alignas(void*) unsigned char storage_[136];
+  bool is_used_ = false;
+};
+
+/// Allocates from an op_slot, or from the heap when the slot is taken or too small.
+template <class T>
+class slot_allocator {
+ public:
+  using value_type = T;
+  explicit slot_allocator(op_slot& slot) noexcept : slot_(&slot) {}
+  template <class U>
+  explicit slot_allocator(const slot_allocator<U>& other) noexcept : slot_(other.slot()) {}
+
+  T* allocate(std::size_t n) const {
+    if (void* p = slot_->claim(sizeof(T) * n, alignof(T))) {
+      return static_cast<T*>(p);
+    }
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) const {
+    if (!slot_->release(p)) {
+      std::allocator<T>().deallocate(p, n);
+    }
+  }
+  op_slot* slot() const noexcept { return slot_; }
+  template <class U>
+  bool operator==(const slot_allocator<U>& other) const noexcept {
+    return slot_ == other.slot();
+  }
+  template <class U>
+  bool operator!=(const slot_allocator<U>& other) const noexcept {
+    return slot_ != other.slot();
+  }
+
+ private:
+  op_slot* slot_;
+};
+
+/// A completion handler whose operation Asio allocates from `slot`.
+template <class Handler>
+class in_slot {
+ public:
+  using allocator_type = slot_allocator<Handler>;
+  in_slot(op_slot& slot, Handler h) : slot_(&slot), h_(std::move(h)) {}
+  allocator_type get_allocator() const noexcept { return allocator_type(*slot_); }
+  template <class... Args>
+  void operator()(Args&&... args) {
+    h_(std::forward<Args>(args)...);
+  }
+
+ private:
+  op_slot* slot_;
+  Handler h_;
+};
+
 /// Plain TCP: wait for readability, drain into a per-thread buffer.
 class tcp_transport final : public transport {
  public:
@@ -60,7 +139,7 @@ class tcp_transport final : public transport {
   void handshake(const conn_io_ptr& io) override { io->on_handshake(""); }
 
   void read(const conn_io_ptr& io) override {
-    sock_.async_wait(tcp::socket::wait_read, [io, this](error_code ec) {
+    sock_.async_wait(tcp::socket::wait_read, in_slot(wait_slot_, [io, this](error_code ec) {
       if (ec) {
         io->on_read_error(describe(ec));
         return;
@@ -81,7 +160,7 @@ class tcp_transport final : public transport {
         }
       }
       io->after_input();
-    });
+    }));
   }
 
   void write(const conn_io_ptr& io, const std::string& bytes) override {
@@ -93,6 +172,7 @@ class tcp_transport final : public transport {
 
  private:
   tcp::socket sock_;
+  op_slot wait_slot_;  // Asio frees the operation before it runs the handler
 };
 
 using tls_stream = asio::ssl::stream<tcp::socket>;

@@ -249,28 +249,36 @@ std::optional<clock::time_point> session::next_retry() const {
 }
 
 rel_result session::await_rel(std::uint16_t id, clock::time_point now) {
-  if (awaiting_rel_.count(id) != 0) {
+  if (!awaiting_rel_) {
+    awaiting_rel_ = std::make_unique<std::unordered_map<std::uint16_t, clock::time_point>>();
+  }
+  auto& awaiting = *awaiting_rel_;
+  if (awaiting.count(id) != 0) {
     return rel_result::duplicate;
   }
-  if (awaiting_rel_.size() >= cfg_.max_awaiting_rel) {
+  if (awaiting.size() >= cfg_.max_awaiting_rel) {
     expire_awaiting(now);
-    if (awaiting_rel_.size() >= cfg_.max_awaiting_rel) {
+    if (awaiting.size() >= cfg_.max_awaiting_rel) {
       return rel_result::full;
     }
   }
-  awaiting_rel_.emplace(id, now);
+  awaiting.emplace(id, now);
   return rel_result::fresh;
 }
 
 bool session::release(std::uint16_t id) {
-  return awaiting_rel_.erase(id) != 0;
+  return awaiting_rel_ && awaiting_rel_->erase(id) != 0;
 }
 
 std::size_t session::expire_awaiting(clock::time_point now) {
   std::size_t n = 0;
-  for (auto it = awaiting_rel_.begin(); it != awaiting_rel_.end();) {
+  if (!awaiting_rel_) {
+    return n;
+  }
+  auto& awaiting = *awaiting_rel_;
+  for (auto it = awaiting.begin(); it != awaiting.end();) {
     if (now - it->second >= cfg_.await_rel_timeout) {
-      it = awaiting_rel_.erase(it);
+      it = awaiting.erase(it);
       ++n;
     } else {
       ++it;
@@ -293,8 +301,10 @@ session::snapshot session::save() const {
       s.messages.push_back(pending{d, 0, 0});
     }
   }
-  for (auto& kv : awaiting_rel_) {
-    s.awaiting_rel.push_back(kv.first);
+  if (awaiting_rel_) {
+    for (auto& kv : *awaiting_rel_) {
+      s.awaiting_rel.push_back(kv.first);
+    }
   }
   return s;
 }
@@ -304,7 +314,7 @@ void session::restore(snapshot s, clock::time_point now) {
   inflight_.clear();
   queue_.reset();
   queued_qos0_ = 0;
-  awaiting_rel_.clear();
+  awaiting_rel_.reset();
   last_id_ = s.last_packet_id;
   for (auto& p : s.messages) {
     if (p.packet_id == 0 || p.phase == 0) {
@@ -320,8 +330,11 @@ void session::restore(snapshot s, clock::time_point now) {
     auto ph = p.phase == 1 ? phase::wait_puback : p.phase == 2 ? phase::wait_pubrec : phase::wait_pubcomp;
     inflight_.push_back(inflight_entry{p.packet_id, ph, now, std::move(p.d)});
   }
-  for (auto id : s.awaiting_rel) {
-    awaiting_rel_.emplace(id, now);
+  if (!s.awaiting_rel.empty()) {
+    awaiting_rel_ = std::make_unique<std::unordered_map<std::uint16_t, clock::time_point>>();
+    for (auto id : s.awaiting_rel) {
+      awaiting_rel_->emplace(id, now);
+    }
   }
 }
 

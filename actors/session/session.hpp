@@ -141,7 +141,7 @@ class session {
 
   std::size_t inflight_size() const { return inflight_.size(); }
   std::size_t queue_size() const { return queue_ ? queue_->size() : 0; }
-  std::size_t awaiting_rel_size() const { return awaiting_rel_.size(); }
+  std::size_t awaiting_rel_size() const { return awaiting_rel_ ? awaiting_rel_->size() : 0; }
   std::uint64_t dropped() const { return dropped_; }
   /// Messages that expired before they could be sent.
   std::uint64_t expired() const { return expired_; }
@@ -172,7 +172,8 @@ class session {
   std::vector<inflight_entry> inflight_;  // in send order; small (<= max_inflight)
   // Allocated on first use: an empty std::deque costs ~600 bytes, too much per idle client.
   std::unique_ptr<std::deque<delivery>> queue_;
-  std::unordered_map<std::uint16_t, clock::time_point> awaiting_rel_;
+  // Allocated on first use as well (only QoS 2 publishers need it); kept once allocated.
+  std::unique_ptr<std::unordered_map<std::uint16_t, clock::time_point>> awaiting_rel_;
 };
 
 }  // namespace tern::actors::session

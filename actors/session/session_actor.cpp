@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/broker/dispatch.hpp"
+#include "actors/broker/handle_message.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/hooks/hooks.hpp"
@@ -20,19 +21,52 @@ namespace {
 
 namespace mqtt = proto::mqtt;
 
+/// The session's subscriptions (filter -> options), allocated with the first one: an empty
+/// std::map is 48 B in every session, and many idle clients subscribe to nothing. Offers the
+/// part of std::map's interface the session uses; iterators are const.
+class subscriptions {
+ public:
+  using map = std::map<std::string, router::sub_options, std::less<>>;
+  using const_iterator = map::const_iterator;
+
+  bool empty() const { return !m_ || m_->empty(); }
+  std::size_t size() const { return m_ ? m_->size() : 0; }
+  const_iterator begin() const { return all().begin(); }
+  const_iterator end() const { return all().end(); }
+  std::size_t count(const std::string& filter) const { return m_ ? m_->count(filter) : 0; }
+  const_iterator find(const std::string& filter) const { return all().find(filter); }
+  /// `it` must come from find() (so the map exists).
+  void erase(const_iterator it) { m_->erase(it); }
+  router::sub_options& operator[](const std::string& filter) {
+    if (!m_) {
+      m_ = std::make_unique<map>();
+    }
+    return (*m_)[filter];
+  }
+  void clear() { m_.reset(); }
+
+ private:
+  const map& all() const {
+    static const map none;
+    return m_ ? *m_ : none;
+  }
+
+  std::unique_ptr<map> m_;
+};
+
 struct session_actor_state {
   explicit session_actor_state() : s(settings{}) {}
   broker::context_ptr ctx;
   std::string client_id;
   session s;
-  std::map<std::string, router::sub_options, std::less<>> subs;
+  subscriptions subs;
   caf::actor conn;
   conn_io_ptr io;
   mqtt::protocol_version version = mqtt::protocol_version::v3_1_1;
   bool retry_scheduled = false;
+  std::uint32_t max_packet_size = 0;  // the client's Maximum Packet Size, 0: none
   std::chrono::milliseconds expiry{0};  // session lifetime after disconnect
   clock::time_point detached_at{};
-  std::uint32_t max_packet_size = 0;  // the client's Maximum Packet Size, 0: none
   std::unique_ptr<topic_aliases> aliases;  // outbound, per connection; only if the client wants
   message_ptr will;                   // a delayed will, published unless the client returns
   std::uint64_t will_generation = 0;
@@ -431,6 +465,161 @@ void restore(self_ptr self, store::saved_session& saved) {
   }
 }
 
+void on_detach(self_ptr self, const caf::actor& conn) {
+  auto& st = self->state;
+  if (st.conn == conn) {
+    st.conn = caf::actor{};
+    st.io.reset();
+    st.s.pause();
+    st.detached_at = clock::now();
+  }
+}
+
+void on_puback(self_ptr self, std::uint16_t id) {
+  fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 1; });
+  out_list out;
+  self->state.s.on_puback(id, clock::now(), out);
+  write_out(self, out);
+}
+
+void on_pubrec(self_ptr self, std::uint16_t id) {
+  auto& st = self->state;
+  out_list out;
+  if (!st.s.on_pubrec(id, clock::now(), out) && st.version == mqtt::protocol_version::v5 &&
+      st.io) {
+    // Unknown id: answer PUBREL 0x92 so the client can finish its side.
+    mqtt::pubrel rel;
+    rel.packet_id = id;
+    rel.reason = static_cast<std::uint8_t>(mqtt::reason_code::packet_identifier_not_found);
+    st.io->send(mqtt::encode(rel, st.version));
+  }
+  write_out(self, out);
+}
+
+void on_pubcomp(self_ptr self, std::uint16_t id) {
+  fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 2; });
+  out_list out;
+  self->state.s.on_pubcomp(id, clock::now(), out);
+  write_out(self, out);
+}
+
+void on_retry(self_ptr self) {
+  auto& st = self->state;
+  st.retry_scheduled = false;
+  if (st.version == mqtt::protocol_version::v5) {
+    return;  // scheduled for an MQTT 3.x connection the client has since replaced
+  }
+  out_list out;
+  st.s.retry(clock::now(), out);
+  write_out(self, out);
+  schedule_retry(self);
+}
+
+/// Taken over by another node: it gets our state, our client and routes go.
+std::string on_handover(self_ptr self) {
+  auto& st = self->state;
+  auto bytes = store::store::encode(make_saved(self));
+  if (st.conn) {
+    self->send(st.conn, kick_atom::value);
+  }
+  unroute_all(self);
+  self->quit();
+  return bytes;
+}
+
+mgmt::session_details on_sinfo(self_ptr self) {
+  auto& st = self->state;
+  mgmt::session_details d;
+  d.client_id = st.client_id;
+  d.is_connected = static_cast<bool>(st.conn);
+  d.inflight = st.s.inflight_size();
+  d.max_inflight = st.ctx->cfg.session.max_inflight;
+  d.queued = st.s.queue_size();
+  d.awaiting_rel = st.s.awaiting_rel_size();
+  d.expiry_ms = st.expiry.count();
+  for (auto& [filter, opts] : st.subs) {
+    d.subscriptions.emplace_back(filter, static_cast<std::uint8_t>(opts.max_qos));
+  }
+  return d;
+}
+
+void on_terminate(self_ptr self) {
+  auto& st = self->state;
+  if (st.conn) {
+    self->send(st.conn, kick_atom::value);
+  }
+  unroute_all(self);
+  // [MQTT-3.1.2-8] a delayed will is published when the session ends first.
+  publish_will(self);
+  hand_back_shared(self, nullptr);
+  fire(self, hooks::point::session_terminated, [](hooks::args& a) { a.reason = "ended"; });
+  self->quit();
+}
+
+void on_will(self_ptr self, message_ptr& w, std::chrono::milliseconds delay,
+             const caf::actor& from) {
+  auto& st = self->state;
+  if (st.conn && st.conn != from) {
+    // A new connection took the session over before this one closed: the client is
+    // back, so the delayed will is already cancelled [MQTT-3.1.3-9].
+    return;
+  }
+  st.will = std::move(w);
+  self->delayed_send(self, delay, will_atom::value, ++st.will_generation);
+}
+
+/// The session's control messages, as the actor's default handler (every message the
+/// behavior does not match comes here). A plain function: it costs no memory per actor.
+caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_view& x) {
+  auto self = static_cast<self_ptr>(ptr);
+  using broker::handle;
+  auto& xs = x.content();
+  caf::message reply;
+  // Most frequent first: the acks of QoS 1 deliveries.
+  if (handle(xs, reply, [self](puback_atom, std::uint16_t id) { on_puback(self, id); }) ||
+      handle(xs, reply, [self](attach_atom, open_request& req, bool present) {
+        return on_attach(self, req, present);
+      }) ||
+      handle(xs, reply,
+             [self](detach_atom, const caf::actor& conn) { on_detach(self, conn); }) ||
+      handle(xs, reply, [self](pubrec_atom, std::uint16_t id) { on_pubrec(self, id); }) ||
+      handle(xs, reply, [self](pubcomp_atom, std::uint16_t id) { on_pubcomp(self, id); }) ||
+      handle(xs, reply,
+             [self](await_rel_atom, std::uint16_t id) -> std::uint8_t {
+               return static_cast<std::uint8_t>(self->state.s.await_rel(id, clock::now()));
+             }) ||
+      handle(xs, reply, [self](release_atom, std::uint16_t id) { self->state.s.release(id); }) ||
+      handle(xs, reply,
+             [self](release_atom, std::uint16_t id, bool) -> bool {
+               return self->state.s.release(id);
+             }) ||
+      handle(xs, reply, [self](subscribe_atom, mqtt::subscribe& p) { on_subscribe(self, p); }) ||
+      handle(xs, reply,
+             [self](subscribe_atom, mqtt::subscribe& p, const std::vector<std::uint8_t>& denied) {
+               on_subscribe(self, p, denied);
+             }) ||
+      handle(xs, reply, [self](unsub_atom, mqtt::unsubscribe& p) { on_unsubscribe(self, p); }) ||
+      handle(xs, reply, [self](retry_atom) { on_retry(self); }) ||
+      handle(xs, reply, [self](handover_atom) { return on_handover(self); }) ||
+      handle(xs, reply, [self](mgmt::sinfo_atom) { return on_sinfo(self); }) ||
+      handle(xs, reply, [self](terminate_atom) { on_terminate(self); }) ||
+      handle(xs, reply,
+             [self](will_atom, message_ptr& w, std::chrono::milliseconds delay,
+                    const caf::actor& from) { on_will(self, w, delay, from); }) ||
+      handle(xs, reply,
+             [self](will_atom, std::uint64_t generation) {
+               if (generation == self->state.will_generation) {
+                 publish_will(self);
+               }
+             }) ||
+      handle(xs, reply, [self](set_expiry_atom, std::chrono::milliseconds expiry) {
+        self->state.expiry = expiry;
+      })) {
+    return reply;
+  }
+  return caf::print_and_drop(ptr, x);
+}
+
 caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
                            broker::context_ptr ctx, std::string client_id,
                            std::optional<store::saved_session> restored) {
@@ -461,117 +650,12 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
     }
     return caf::exit_reason::unhandled_exception;
   });
+  // Only deliveries are in the behavior: CAF 0.17 allocates every handler of a behavior per
+  // actor (about 40 B each), so acks and control messages go to the default handler, a
+  // plain function that std::function stores inline (see on_control).
+  self->set_default_handler(on_control);
   return {
-      [=](attach_atom, open_request& req, bool present) { return on_attach(self, req, present); },
-      [=](detach_atom, const caf::actor& conn) {
-        auto& st = self->state;
-        if (st.conn == conn) {
-          st.conn = caf::actor{};
-          st.io.reset();
-          st.s.pause();
-          st.detached_at = clock::now();
-        }
-      },
       [=](deliver_atom, delivery& d) { deliver(self, std::move(d)); },
-      [=](puback_atom, std::uint16_t id) {
-        fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 1; });
-        out_list out;
-        self->state.s.on_puback(id, clock::now(), out);
-        write_out(self, out);
-      },
-      [=](pubrec_atom, std::uint16_t id) {
-        out_list out;
-        if (!self->state.s.on_pubrec(id, clock::now(), out) &&
-            self->state.version == mqtt::protocol_version::v5 && self->state.io) {
-          // Unknown id: answer PUBREL 0x92 so the client can finish its side.
-          mqtt::pubrel rel;
-          rel.packet_id = id;
-          rel.reason = static_cast<std::uint8_t>(mqtt::reason_code::packet_identifier_not_found);
-          self->state.io->send(mqtt::encode(rel, self->state.version));
-        }
-        write_out(self, out);
-      },
-      [=](pubcomp_atom, std::uint16_t id) {
-        fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 2; });
-        out_list out;
-        self->state.s.on_pubcomp(id, clock::now(), out);
-        write_out(self, out);
-      },
-      [=](await_rel_atom, std::uint16_t id) -> std::uint8_t {
-        return static_cast<std::uint8_t>(self->state.s.await_rel(id, clock::now()));
-      },
-      [=](release_atom, std::uint16_t id) { self->state.s.release(id); },
-      [=](release_atom, std::uint16_t id, bool) -> bool { return self->state.s.release(id); },
-      [=](subscribe_atom, mqtt::subscribe& p) { on_subscribe(self, p); },
-      [=](subscribe_atom, mqtt::subscribe& p, const std::vector<std::uint8_t>& denied) {
-        on_subscribe(self, p, denied);
-      },
-      [=](unsub_atom, mqtt::unsubscribe& p) { on_unsubscribe(self, p); },
-      [=](retry_atom) {
-        auto& st = self->state;
-        st.retry_scheduled = false;
-        if (st.version == mqtt::protocol_version::v5) {
-          return;  // scheduled for an MQTT 3.x connection the client has since replaced
-        }
-        out_list out;
-        st.s.retry(clock::now(), out);
-        write_out(self, out);
-        schedule_retry(self);
-      },
-      [=](handover_atom) -> std::string {
-        // Taken over by another node: it gets our state, our client and routes go.
-        auto& st = self->state;
-        auto bytes = store::store::encode(make_saved(self));
-        if (st.conn) {
-          self->send(st.conn, kick_atom::value);
-        }
-        unroute_all(self);
-        self->quit();
-        return bytes;
-      },
-      [=](mgmt::sinfo_atom) {
-        auto& st = self->state;
-        mgmt::session_details d;
-        d.client_id = st.client_id;
-        d.is_connected = static_cast<bool>(st.conn);
-        d.inflight = st.s.inflight_size();
-        d.max_inflight = st.ctx->cfg.session.max_inflight;
-        d.queued = st.s.queue_size();
-        d.awaiting_rel = st.s.awaiting_rel_size();
-        d.expiry_ms = st.expiry.count();
-        for (auto& [filter, opts] : st.subs) {
-          d.subscriptions.emplace_back(filter, static_cast<std::uint8_t>(opts.max_qos));
-        }
-        return d;
-      },
-      [=](terminate_atom) {
-        auto& st = self->state;
-        if (st.conn) {
-          self->send(st.conn, kick_atom::value);
-        }
-        unroute_all(self);
-        // [MQTT-3.1.2-8] a delayed will is published when the session ends first.
-        publish_will(self);
-        hand_back_shared(self, nullptr);
-        fire(self, hooks::point::session_terminated, [](hooks::args& a) { a.reason = "ended"; });
-        self->quit();
-      },
-      [=](will_atom, message_ptr& w, std::chrono::milliseconds delay, const caf::actor& from) {
-        auto& st = self->state;
-        if (st.conn && st.conn != from) {
-          // A new connection took the session over before this one closed: the client is
-          // back, so the delayed will is already cancelled [MQTT-3.1.3-9].
-          return;
-        }
-        st.will = std::move(w);
-        self->delayed_send(self, delay, will_atom::value, ++st.will_generation);
-      },
-      [=](will_atom, std::uint64_t generation) {
-        if (generation == self->state.will_generation) {
-          publish_will(self);
-        }
-      },
-      [=](set_expiry_atom, std::chrono::milliseconds expiry) { self->state.expiry = expiry; },
   };
 }
 

@@ -1,6 +1,7 @@
 // Session manager: the client id registry; decides when sessions start, resume and end.
 #include "actors/session/session_manager.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -26,7 +27,10 @@ struct entry {
 struct manager_state {
   broker::context_ptr ctx;
   std::unordered_map<std::string, entry> by_client;
-  std::unordered_map<caf::actor_id, std::string> by_session;
+  // Sessions this manager ended, until their down message arrives. A session that dies
+  // on its own (a crash) is rare: its entry is found by a scan of by_client, which spares
+  // every session a second index entry (actor id -> client id, 48 B).
+  std::unordered_set<caf::actor_id> ending;
   // Cluster: client ids claimed cluster-wide whose open is under way, and sessions other
   // nodes handed over for them.
   std::unordered_set<std::string> claimed;
@@ -38,7 +42,7 @@ using self_ptr = caf::stateful_actor<manager_state>*;
 
 void end_session(self_ptr self, std::unordered_map<std::string, entry>::iterator it) {
   auto& st = self->state;
-  st.by_session.erase(it->second.session.id());
+  st.ending.insert(it->second.session.id());
   self->send(it->second.session, terminate_atom::value);
   st.by_client.erase(it);
 }
@@ -103,7 +107,6 @@ void restore_sessions(self_ptr self) {
     e.expiry = st.ctx->cfg.session.expiry_interval;
     e.generation = 1;
     st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
-    st.by_session.emplace(e.session.id(), id);
     st.by_client.emplace(id, std::move(e));
     self->delayed_send(self, left, expire_atom::value, id, std::uint64_t{1});
   }
@@ -118,15 +121,19 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     st.ctx->stats.sessions.fetch_sub(1, std::memory_order_relaxed);
-    auto it = st.by_session.find(dm.source.id());
-    if (it == st.by_session.end()) {
+    if (st.ending.erase(dm.source.id()) != 0) {
       return;  // ended by us
     }
-    spdlog::warn("session of {} ended unexpectedly: {}", it->second,
+    auto it = std::find_if(st.by_client.begin(), st.by_client.end(), [&](const auto& kv) {
+      return kv.second.session.address() == dm.source;
+    });
+    if (it == st.by_client.end()) {
+      return;
+    }
+    spdlog::warn("session of {} ended unexpectedly: {}", it->first,
                  self->system().render(dm.reason));
-    release_claim(self, it->second);
-    st.by_client.erase(it->second);
-    st.by_session.erase(it);
+    release_claim(self, it->first);
+    st.by_client.erase(it);
   });
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr&) -> caf::error {
     // Sessions without their registry would never expire: end them with us. Their clients
@@ -142,7 +149,7 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
       self->send_exit(kv.second.session, em.reason);
     }
     self->state.by_client.clear();
-    self->state.by_session.clear();
+    self->state.ending.clear();
     self->quit(em.reason);
   });
   return {
@@ -172,7 +179,6 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
           st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
           hooks::fire(st.ctx->hooks.get(), hooks::point::session_created,
                       [&](hooks::args& a) { a.client_id = req.client_id; });
-          st.by_session.emplace(e.session.id(), req.client_id);
           it = st.by_client.emplace(req.client_id, std::move(e)).first;
         }
         auto& e = it->second;
@@ -233,7 +239,7 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
           return rp;
         }
         auto session = it->second.session;
-        st.by_session.erase(session.id());
+        st.ending.insert(session.id());
         st.by_client.erase(it);
         rp.delegate(session, handover_atom::value);
         return rp;

@@ -1338,6 +1338,10 @@ decode_status decoder::next(packet& out) {
       }
       if (const auto* c = std::get_if<connect>(&out)) {
         version_ = c->version;
+        if (buf_.empty()) {
+          // Most clients go idle after CONNECT: keep no input buffer for them.
+          std::string().swap(buf_);
+        }
       }
       break;
     case decode_status::need_more: {

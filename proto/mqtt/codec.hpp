@@ -64,6 +64,10 @@ class decoder {
 
   /// Bytes held for a packet not yet complete.
   std::size_t buffered() const { return buf_.size() - pos_; }
+  /// Heap bytes the input buffer holds (0 while nothing is buffered after CONNECT).
+  std::size_t heap_bytes() const {
+    return buf_.capacity() > std::string().capacity() ? buf_.capacity() : 0;
+  }
 
  private:
   std::string buf_;

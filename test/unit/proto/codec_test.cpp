@@ -993,6 +993,27 @@ TEST_CASE("decoder yields the same packets for every split point", "[codec][deco
   }
 }
 
+TEST_CASE("decoder keeps no input buffer after a CONNECT it consumed whole", "[codec][decoder]") {
+  for (const auto v : {v31, v311, v5}) {
+    std::string bytes;
+    encode(packet{sample_connect(v)}, v, bytes);
+    REQUIRE(bytes.size() > 15);  // larger than std::string's inline buffer
+    decoder d;
+    d.feed(bytes);
+    CHECK(d.heap_bytes() > 0);
+    packet p;
+    REQUIRE(d.next(p) == decode_status::ok);
+    CHECK(std::holds_alternative<connect>(p));
+    CHECK(d.heap_bytes() == 0);
+    // A CONNECT followed by part of the next packet keeps that part.
+    decoder d2;
+    d2.feed(bytes + std::string("\x30\x10", 2));
+    REQUIRE(d2.next(p) == decode_status::ok);
+    CHECK(d2.buffered() == 2);
+    CHECK(d2.next(p) == decode_status::need_more);
+  }
+}
+
 TEST_CASE("decoder fed one byte at a time", "[codec][decoder]") {
   for (const auto v : {v31, v311, v5}) {
     const auto expected = samples(v);

@@ -53,3 +53,33 @@ TEST_CASE("client registry: max keeps the most clients seen at once", "[mgmt]") 
   CHECK(r.size() == 2);
   CHECK(r.max() == 3);
 }
+
+TEST_CASE("client registry: entries come back as they were added", "[mgmt]") {
+  client_registry r;
+  auto c = info("p", 7);
+  c.username = "user";
+  c.peer = "192.168.100.200:54321";
+  c.proto_level = 5;
+  c.keepalive = 30;
+  c.clean_start = false;
+  c.connected_at_ms = 1234;
+  r.add(c);
+  auto odd = info("q", 8);
+  odd.peer = "not an address";  // kept as text
+  r.add(odd);
+  auto got = r.find("p");
+  REQUIRE(got.has_value());
+  CHECK(got->client_id == "p");
+  CHECK(got->username == "user");
+  CHECK(got->peer == "192.168.100.200:54321");
+  CHECK(got->proto_level == 5);
+  CHECK(got->keepalive == 30);
+  CHECK_FALSE(got->clean_start);
+  CHECK(got->connected_at_ms == 1234);
+  CHECK(got->conn_id == 7);
+  CHECK(r.find("q")->peer == "not an address");
+  CHECK(r.snapshot()[1].peer == "not an address");
+  CHECK(info("z", 1).peer.empty());
+  r.add(info("z", 1));
+  CHECK(r.find("z")->peer.empty());
+}
