@@ -180,7 +180,7 @@ struct scheduler_config {
   std::uint32_t max_throughput = 0;  ///< messages per actor per turn; 0: no limit
   std::uint32_t aggressive_poll_attempts = 100;
   std::uint32_t aggressive_steal_interval = 10;
-  std::uint32_t moderate_poll_attempts = 500;
+  std::uint32_t moderate_poll_attempts = 0;  // CAF: 500 (see docs/benchmark.md, 5)
   std::uint32_t moderate_steal_interval = 5;
   std::uint32_t moderate_sleep_us = 50;
   std::uint32_t relaxed_steal_interval = 1;
