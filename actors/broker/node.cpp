@@ -138,6 +138,32 @@ struct node::impl : listener::io_pool {
   }
 };
 
+namespace {
+
+/// Passes [scheduler] to CAF (work-stealing.* is read by each worker when it starts).
+void configure_scheduler(caf::actor_system_config& sc, const config::scheduler_config& c) {
+  sc.set("scheduler.policy", c.policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
+  if (c.max_throughput > 0) {
+    sc.set("scheduler.max-throughput", static_cast<std::size_t>(c.max_throughput));
+  }
+  sc.set("work-stealing.aggressive-poll-attempts",
+         static_cast<std::size_t>(c.aggressive_poll_attempts));
+  sc.set("work-stealing.aggressive-steal-interval",
+         static_cast<std::size_t>(c.aggressive_steal_interval));
+  sc.set("work-stealing.moderate-poll-attempts",
+         static_cast<std::size_t>(c.moderate_poll_attempts));
+  sc.set("work-stealing.moderate-steal-interval",
+         static_cast<std::size_t>(c.moderate_steal_interval));
+  sc.set("work-stealing.moderate-sleep-duration",
+         caf::timespan{std::chrono::microseconds(c.moderate_sleep_us)});
+  sc.set("work-stealing.relaxed-steal-interval",
+         static_cast<std::size_t>(c.relaxed_steal_interval));
+  sc.set("work-stealing.relaxed-sleep-duration",
+         caf::timespan{std::chrono::microseconds(c.relaxed_sleep_us)});
+}
+
+}  // namespace
+
 node::node(config::config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 
 node::~node() {
@@ -167,6 +193,7 @@ std::optional<std::string> node::start() {
   m.sys_cfg->set("scheduler.max-threads",
                  static_cast<std::size_t>(cfg.worker_threads ? cfg.worker_threads : cores));
   m.sys_cfg->set("logger.verbosity", caf::atom("quiet"));
+  configure_scheduler(*m.sys_cfg, cfg.scheduler);
   supervision::add_error_category(*m.sys_cfg);
   cluster::configure(*m.sys_cfg, cfg);
   m.sys = std::make_unique<caf::actor_system>(*m.sys_cfg);

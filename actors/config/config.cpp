@@ -114,6 +114,39 @@ const std::map<std::string, setter>& schema() {
       {"node.worker_threads",
        [](config& c, const toml::node& n) { c.worker_threads = as_u32(n, 0, 256); }},
       {"node.io_threads", [](config& c, const toml::node& n) { c.io_threads = as_u32(n, 0, 256); }},
+      // [scheduler]
+      {"scheduler.policy",
+       [](config& c, const toml::node& n) { c.scheduler.policy = one_of(n, {"stealing", "sharing"}); }},
+      {"scheduler.max_throughput",
+       [](config& c, const toml::node& n) { c.scheduler.max_throughput = as_u32(n); }},
+      {"scheduler.aggressive_poll_attempts",
+       [](config& c, const toml::node& n) {
+         c.scheduler.aggressive_poll_attempts = as_u32(n, 0, 1000000);
+       }},
+      {"scheduler.aggressive_steal_interval",
+       [](config& c, const toml::node& n) {
+         c.scheduler.aggressive_steal_interval = as_u32(n, 1, 1000000);
+       }},
+      {"scheduler.moderate_poll_attempts",
+       [](config& c, const toml::node& n) {
+         c.scheduler.moderate_poll_attempts = as_u32(n, 0, 1000000);
+       }},
+      {"scheduler.moderate_steal_interval",
+       [](config& c, const toml::node& n) {
+         c.scheduler.moderate_steal_interval = as_u32(n, 1, 1000000);
+       }},
+      {"scheduler.moderate_sleep_us",
+       [](config& c, const toml::node& n) {
+         c.scheduler.moderate_sleep_us = as_u32(n, 0, 1000000);
+       }},
+      {"scheduler.relaxed_steal_interval",
+       [](config& c, const toml::node& n) {
+         c.scheduler.relaxed_steal_interval = as_u32(n, 1, 1000000);
+       }},
+      {"scheduler.relaxed_sleep_us",
+       [](config& c, const toml::node& n) {
+         c.scheduler.relaxed_sleep_us = as_u32(n, 1, 60000000);
+       }},
       {"log.level",
        [](config& c, const toml::node& n) {
          auto v = as_string(n);
@@ -501,7 +534,7 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
     static const char* sections[] = {"node", "log",  "mqtt", "session", "mqtt5", "cluster",
-                                     "auth", "acl", "ban",  "hooks",   "http",  "sys"};
+                                     "auth", "acl", "ban",  "hooks",   "http",  "sys", "scheduler"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {

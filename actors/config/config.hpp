@@ -170,6 +170,23 @@ struct sys_config {
   bool presence = true;  ///< publish clients/<id>/connected|disconnected events
 };
 
+/// CAF's scheduler ("[scheduler]"): how idle worker threads wait for work. Each worker first
+/// polls its queue `aggressive_poll_attempts` times without sleeping, then
+/// `moderate_poll_attempts` times with `moderate_sleep_us` between attempts, and then sleeps on
+/// a condition variable that a new job from an I/O thread wakes (at most `relaxed_sleep_us`, then
+/// it tries to steal). Every `*_steal_interval`-th attempt steals from another worker.
+struct scheduler_config {
+  std::string policy = "stealing";  ///< "stealing" or "sharing"
+  std::uint32_t max_throughput = 0;  ///< messages per actor per turn; 0: no limit
+  std::uint32_t aggressive_poll_attempts = 100;
+  std::uint32_t aggressive_steal_interval = 10;
+  std::uint32_t moderate_poll_attempts = 0;  // CAF: 500 (see docs/benchmark.md, 5)
+  std::uint32_t moderate_steal_interval = 5;
+  std::uint32_t moderate_sleep_us = 50;
+  std::uint32_t relaxed_steal_interval = 1;
+  std::uint32_t relaxed_sleep_us = 10000;
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -186,6 +203,7 @@ struct config {
   mqtt5_config mqtt5;
   http_config http;
   sys_config sys;
+  scheduler_config scheduler;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
 };

@@ -121,6 +121,9 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   bool decode_buffered(clock::time_point now);
   void pause_for(clock::duration d);
   void flush();
+  /// send() on a quiet plain TCP connection: writes on the calling thread (no hop to the io
+  /// thread). Returns the bytes written; called with out_mtx_ held and no write pending.
+  std::size_t write_directly(const std::string& bytes);
   void do_close(const std::string& reason);
   std::string cert_field(const std::string& which) const;
 
@@ -140,6 +143,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   spin_lock out_mtx_;
   bool write_pending_ = false;  // guarded by out_mtx_
   bool close_after_flush_ = false;
+  bool can_write_directly_ = false;  // plain TCP: send() may write on the caller's thread
+  std::uint32_t last_direct_us_ = 0;  // guarded by out_mtx_: clock of the last direct write
   std::unique_ptr<std::string> close_reason_;  // only once a close waits for a flush
   std::atomic<std::size_t> backlog_{0};
 

@@ -94,6 +94,15 @@ void check_same(const config& a, const config& b) {
   CHECK(a.http.tls_key == b.http.tls_key);
   CHECK(a.sys.interval == b.sys.interval);
   CHECK(a.sys.presence == b.sys.presence);
+  CHECK(a.scheduler.policy == b.scheduler.policy);
+  CHECK(a.scheduler.max_throughput == b.scheduler.max_throughput);
+  CHECK(a.scheduler.aggressive_poll_attempts == b.scheduler.aggressive_poll_attempts);
+  CHECK(a.scheduler.aggressive_steal_interval == b.scheduler.aggressive_steal_interval);
+  CHECK(a.scheduler.moderate_poll_attempts == b.scheduler.moderate_poll_attempts);
+  CHECK(a.scheduler.moderate_steal_interval == b.scheduler.moderate_steal_interval);
+  CHECK(a.scheduler.moderate_sleep_us == b.scheduler.moderate_sleep_us);
+  CHECK(a.scheduler.relaxed_steal_interval == b.scheduler.relaxed_steal_interval);
+  CHECK(a.scheduler.relaxed_sleep_us == b.scheduler.relaxed_sleep_us);
   REQUIRE(a.listeners.size() == b.listeners.size());
   for (auto ia = a.listeners.begin(), ib = b.listeners.begin(); ia != a.listeners.end();
        ++ia, ++ib) {
@@ -543,4 +552,25 @@ TEST_CASE("config: [http] and [sys] sections", "[config]") {
              StartsWith("test.toml:2: http.api_keys: "));
   CHECK_THAT(parse_err("[http]\ntls_cert = \"a.pem\"\n"),
              StartsWith("test.toml: http: tls_cert and tls_key"));
+}
+
+TEST_CASE("config: [scheduler] is parsed and checked", "[config]") {
+  auto c = parse_ok(
+      "[scheduler]\npolicy = \"sharing\"\nmax_throughput = 50\n"
+      "aggressive_poll_attempts = 7\nmoderate_poll_attempts = 0\nmoderate_sleep_us = 0\n"
+      "relaxed_sleep_us = 2000\n");
+  CHECK(c.scheduler.policy == "sharing");
+  CHECK(c.scheduler.max_throughput == 50);
+  CHECK(c.scheduler.aggressive_poll_attempts == 7);
+  CHECK(c.scheduler.moderate_poll_attempts == 0);
+  CHECK(c.scheduler.moderate_sleep_us == 0);
+  CHECK(c.scheduler.relaxed_sleep_us == 2000);
+  CHECK_THAT(parse_err("[scheduler]\npolicy = \"fifo\"\n"),
+             StartsWith("test.toml:2: scheduler.policy: "));
+  // A steal interval of 0 would divide by zero in CAF's worker loop.
+  CHECK_THAT(parse_err("[scheduler]\n\nmoderate_steal_interval = 0\n"),
+             StartsWith("test.toml:3: scheduler.moderate_steal_interval: "));
+  CHECK_THAT(parse_err("[scheduler]\nrelaxed_sleep_us = 0\n"),
+             StartsWith("test.toml:2: scheduler.relaxed_sleep_us: "));
+  CHECK_THAT(parse_err("[scheduler]\nspin = 1\n"), StartsWith("test.toml:2: scheduler.spin: "));
 }
