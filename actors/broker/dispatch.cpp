@@ -144,10 +144,12 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
   targets.clear();  // drop the session handles now, not at the next publish
   shared.clear();
   if (!over.empty()) {
-    // Paused first, then registered: a session that drains in between wakes it.
-    publisher->pause();
-    for (auto& b : over) {
-      b->wait(publisher);
+    // Paused first, then registered: a session that drains in between wakes it. A publisher
+    // paused already is registered where it waits (packets read before its pause get here).
+    if (publisher->pause()) {
+      for (auto& b : over) {
+        b->wait(publisher);
+      }
     }
     over.clear();
   }

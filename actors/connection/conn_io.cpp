@@ -380,13 +380,15 @@ void conn_io::consumed(std::uint32_t n) {
   }
 }
 
-void conn_io::pause_reading(std::chrono::milliseconds max) {
+bool conn_io::pause_reading(std::chrono::milliseconds max) {
   std::int64_t none = 0;
   auto until = std::max<std::int64_t>(1, to_ns(clock::now() + max));
-  if (flow_until_ns_.compare_exchange_strong(none, until)) {
-    // Reading stops at the next input, exactly as for an owner that is behind.
-    unconsumed_.fetch_add(unconsumed_high);
+  if (!flow_until_ns_.compare_exchange_strong(none, until)) {
+    return false;
   }
+  // Reading stops at the next input, exactly as for an owner that is behind.
+  unconsumed_.fetch_add(unconsumed_high);
+  return true;
 }
 
 void conn_io::resume_reading() {

@@ -63,8 +63,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// Back-pressure from slow subscribers (flow::backlog): stops reading from the client, as
   /// if the owner had a full backlog of unprocessed packets, until resume_reading() or until
   /// `max` has passed (found by check_deadline). Thread-safe; pausing a paused reader does
-  /// nothing. Packets already read are still handed to the owner.
-  void pause_reading(std::chrono::milliseconds max);
+  /// nothing and returns false. Packets already read are still handed to the owner.
+  bool pause_reading(std::chrono::milliseconds max);
   void resume_reading();
 
   /// Keepalive from CONNECT: 0 disables; otherwise the client must send something every

@@ -15,10 +15,9 @@ class read_gate final : public flow::waiter {
   read_gate(std::weak_ptr<conn_io> io, std::chrono::milliseconds max_pause)
       : io_(std::move(io)), max_pause_(max_pause) {}
 
-  void pause() override {
-    if (auto io = io_.lock()) {
-      io->pause_reading(max_pause_);
-    }
+  bool pause() override {
+    auto io = io_.lock();
+    return io && io->pause_reading(max_pause_);
   }
   void wake() override {
     if (auto io = io_.lock()) {

@@ -22,9 +22,10 @@ namespace tern::actors::flow {
 class waiter {
  public:
   virtual ~waiter() = default;
-  /// Stops the publisher (before it registers with the backlogs it waits for). Pausing a
-  /// paused publisher does nothing.
-  virtual void pause() = 0;
+  /// Stops the publisher (before it registers with the backlogs it waits for). Returns false
+  /// when it was paused already: it then waits for a backlog that will wake it, and a
+  /// publish after that wake-up registers anew where it is still needed.
+  virtual bool pause() = 0;
   /// Resumes the publisher. Called from any thread, possibly more than once and possibly
   /// when it is not paused (it must then do nothing harmful).
   virtual void wake() = 0;

@@ -14,7 +14,7 @@ namespace {
 
 struct counting_waiter : waiter {
   std::atomic<int> wakes{0};
-  void pause() override {}
+  bool pause() override { return true; }
   void wake() override { wakes.fetch_add(1); }
 };
 
@@ -164,7 +164,7 @@ TEST_CASE("concurrent publishers are always woken", "[backlog]") {
 
   struct flag_waiter : waiter {
     std::atomic<bool> paused{false};
-    void pause() override { paused.store(true); }
+    bool pause() override { return !paused.exchange(true); }
     void wake() override { paused.store(false); }
   };
 
