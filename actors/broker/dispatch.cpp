@@ -123,8 +123,8 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
   // Count each delivery into its session's backlog before it is sent; note the sessions the
   // publisher has to wait for (never its own: it could not read its own acknowledgements).
   thread_local std::vector<flow::backlog_ptr> over;
-  const auto marks = flow::marks_for(ctx.cfg.flow.high_watermark,
-                                     ctx.cfg.session.max_queued_messages);
+  const auto marks =
+      flow::marks_for(ctx.cfg.flow.high_watermark, ctx.cfg.session.max_queued_messages);
   auto send = [&](target& t) {
     if (auto& b = t.session.backlog) {
       auto n = b->add();
