@@ -53,7 +53,7 @@ namespace {
 std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
                     const std::vector<std::string>* only_groups,
                     std::vector<router::share_key>* served,
-                    const std::shared_ptr<flow::waiter>& publisher) {
+                    const std::shared_ptr<flow::gate>& publisher) {
   if (m->retain) {
     ctx.retained.put(m);
     if (ctx.db) {
@@ -144,13 +144,7 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
   targets.clear();  // drop the session handles now, not at the next publish
   shared.clear();
   if (!over.empty()) {
-    // Paused first, then registered: a session that drains in between wakes it. A publisher
-    // paused already is registered where it waits (packets read before its pause get here).
-    if (publisher->pause()) {
-      for (auto& b : over) {
-        b->wait(publisher);
-      }
-    }
+    publisher->pause_for(over);
     over.clear();
   }
   return n;
@@ -159,7 +153,7 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
 }  // namespace
 
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster,
-                     const std::shared_ptr<flow::waiter>& publisher) {
+                     const std::shared_ptr<flow::gate>& publisher) {
   bool forward = !from_cluster && !m->is_local && ctx.forward_remote;
   thread_local std::vector<router::share_key> served;
   served.clear();

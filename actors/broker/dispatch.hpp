@@ -14,7 +14,7 @@ namespace caf {
 class actor;
 }
 namespace tern::actors::flow {
-class waiter;
+class gate;
 }
 
 namespace tern::actors::broker {
@@ -28,9 +28,9 @@ namespace tern::actors::broker {
 ///
 /// Back-pressure: when `publisher` is given and the message takes a session other than the
 /// publisher's own over the high-water mark (config flow.high_watermark), the publisher is
-/// paused and woken once every such session is down to the low-water mark (or has ended).
+/// paused until every such session is down to the low-water mark (or has ended).
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster = false,
-                     const std::shared_ptr<flow::waiter>& publisher = nullptr);
+                     const std::shared_ptr<flow::gate>& publisher = nullptr);
 
 /// What a publish forwarded by another node is for on this node: the publishing node chose
 /// it for its normal subscribers and/or to serve some shared groups (one member in the whole

@@ -42,7 +42,7 @@ struct connection_state {
   std::unique_ptr<std::vector<std::string>> aliases;  // v5 inbound topic aliases, index alias-1
   std::unique_ptr<auth_state> auth;
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
-  std::shared_ptr<flow::waiter> gate;  // back-pressure: pauses reading; on the first PUBLISH
+  std::shared_ptr<flow::gate> gate;  // back-pressure: pauses reading; on the first PUBLISH
   static inline const char* name = "connection";
 };
 

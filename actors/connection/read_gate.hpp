@@ -10,16 +10,17 @@
 
 namespace tern::actors::connection {
 
-class read_gate final : public flow::waiter {
+class read_gate final : public flow::gate {
  public:
   read_gate(std::weak_ptr<conn_io> io, std::chrono::milliseconds max_pause)
       : io_(std::move(io)), max_pause_(max_pause) {}
 
-  bool pause() override {
+ protected:
+  bool stop() override {
     auto io = io_.lock();
     return io && io->pause_reading(max_pause_);
   }
-  void wake() override {
+  void go() override {
     if (auto io = io_.lock()) {
       io->resume_reading();
     }

@@ -40,7 +40,7 @@ void backlog::wait(const std::shared_ptr<waiter>& w) {
   }
   // The session may have drained (or ended) between the caller's check and the registration:
   // it then saw no waiter, so look again here (both sides use sequentially consistent order).
-  if (n_.load() <= low_ || closed_.load()) {
+  if (is_drained()) {
     wake_all();
   }
 }
@@ -78,6 +78,52 @@ void backlog::wake_all() {
       w->wake();
     }
   }
+}
+
+void gate::pause_for(const std::vector<backlog_ptr>& over) {
+  bool fresh = stop();
+  {
+    std::lock_guard lock{mtx_};
+    if (fresh) {
+      waiting_.clear();  // left over from a pause that ended by flow.max_pause
+    }
+    for (auto& b : over) {
+      bool known = std::any_of(waiting_.begin(), waiting_.end(),
+                               [&](const std::weak_ptr<backlog>& w) { return w.lock() == b; });
+      if (!known) {
+        waiting_.push_back(b);
+      }
+    }
+  }
+  check();
+}
+
+void gate::wake() { check(); }
+
+void gate::check() {
+  backlog_ptr next;
+  {
+    std::lock_guard lock{mtx_};
+    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
+                                  [](const std::weak_ptr<backlog>& w) {
+                                    auto b = w.lock();
+                                    return !b || b->is_drained();
+                                  }),
+                   waiting_.end());
+    if (!waiting_.empty()) {
+      next = waiting_.front().lock();
+    }
+  }
+  if (next) {
+    next->wait(shared_from_this());  // wakes us (here again) once it has drained
+    return;
+  }
+  go();
+}
+
+std::size_t gate::waiting_count() const {
+  std::lock_guard lock{mtx_};
+  return waiting_.size();
 }
 
 std::size_t backlog::waiter_count() const {

@@ -18,16 +18,12 @@
 
 namespace tern::actors::flow {
 
-/// A publisher that can be paused (in the broker: its connection's socket reader).
+/// Something waiting for a backlog to drain.
 class waiter {
  public:
   virtual ~waiter() = default;
-  /// Stops the publisher (before it registers with the backlogs it waits for). Returns false
-  /// when it was paused already: it then waits for a backlog that will wake it, and a
-  /// publish after that wake-up registers anew where it is still needed.
-  virtual bool pause() = 0;
-  /// Resumes the publisher. Called from any thread, possibly more than once and possibly
-  /// when it is not paused (it must then do nothing harmful).
+  /// The backlog it waited for is down to its low-water mark (or its session ended). Called
+  /// from any thread, possibly when it no longer waits (it must then do nothing harmful).
   virtual void wake() = 0;
 };
 
@@ -70,6 +66,8 @@ class backlog {
   void close();
 
   std::int64_t size() const { return n_.load(std::memory_order_relaxed); }
+  /// Down to the low-water mark, or the session ended: nobody needs to wait for it.
+  bool is_drained() const { return n_.load() <= low_ || closed_.load(); }
   bool is_closed() const { return closed_.load(); }
   /// Registered waiters (tests, diagnostics).
   std::size_t waiter_count() const;
@@ -88,6 +86,32 @@ class backlog {
 };
 
 using backlog_ptr = std::shared_ptr<backlog>;
+
+/// A paused publisher. It resumes only once every backlog it was paused for has drained: with
+/// many targets (fan-out) some session is always draining, and resuming on the first would let
+/// the slowest ones grow without bound. Create it with std::make_shared.
+class gate : public waiter, public std::enable_shared_from_this<gate> {
+ public:
+  /// Pauses the publisher (if it is not paused already) until every backlog in `over` (and
+  /// every one it was paused for before, while the pause lasts) has drained. Thread-safe.
+  void pause_for(const std::vector<backlog_ptr>& over);
+  void wake() override;
+  /// Backlogs the current pause still waits for (tests, diagnostics).
+  std::size_t waiting_count() const;
+
+ protected:
+  /// Stops the publisher; returns false when it was stopped already.
+  virtual bool stop() = 0;
+  /// Lets the publisher go on.
+  virtual void go() = 0;
+
+ private:
+  /// Waits for the first backlog not yet drained, or lets the publisher go when none is left.
+  void check();
+
+  mutable std::mutex mtx_;
+  std::vector<std::weak_ptr<backlog>> waiting_;  // guarded by mtx_
+};
 
 /// The session's end of its backlog: created on first use (a session that never subscribes
 /// has none), closed when the session's state is destroyed, whichever way the session ends.

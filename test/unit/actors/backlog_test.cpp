@@ -14,7 +14,6 @@ namespace {
 
 struct counting_waiter : waiter {
   std::atomic<int> wakes{0};
-  bool pause() override { return true; }
   void wake() override { wakes.fetch_add(1); }
 };
 
@@ -149,6 +148,78 @@ TEST_CASE("an owner without a backlog ignores updates", "[backlog]") {
   CHECK(b->size() == 3);
 }
 
+namespace {
+
+struct test_gate : gate {
+  std::atomic<int> stops{0};
+  std::atomic<int> goes{0};
+  std::atomic<bool> stopped{false};
+  bool stop() override {
+    stops.fetch_add(1);
+    return !stopped.exchange(true);
+  }
+  void go() override {
+    goes.fetch_add(1);
+    stopped.store(false);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a gate resumes only when every backlog it was paused for has drained", "[backlog]") {
+  auto m = marks_for(4, 0);  // high 4, low 2
+  auto a = std::make_shared<backlog>(m.low);
+  auto b = std::make_shared<backlog>(m.low);
+  for (int i = 0; i < 6; ++i) {
+    a->add();
+    b->add();
+  }
+  auto g = std::make_shared<test_gate>();
+  g->pause_for({a, b});
+  CHECK(g->stopped);
+  CHECK(g->waiting_count() == 2);
+  b->update(5, 0);  // b drained first: a is still behind
+  CHECK(g->stopped);
+  a->update(3, 0);  // a at 3: above low
+  CHECK(g->stopped);
+  a->update(1, 0);  // a at low: every backlog drained
+  CHECK_FALSE(g->stopped);
+  CHECK(g->goes == 1);
+  CHECK(g->waiting_count() == 0);
+}
+
+TEST_CASE("a paused gate adds later backlogs to its pause", "[backlog]") {
+  backlog_ptr a = std::make_shared<backlog>(0);
+  backlog_ptr b = std::make_shared<backlog>(0);
+  a->add();
+  b->add();
+  auto g = std::make_shared<test_gate>();
+  g->pause_for({a});
+  g->pause_for({b, a});  // a packet read before the pause took effect
+  CHECK(g->waiting_count() == 2);
+  a->update(1, 0);
+  CHECK(g->stopped);
+  b->update(1, 0);
+  CHECK_FALSE(g->stopped);
+  CHECK(g->goes == 1);
+}
+
+TEST_CASE("a gate paused for drained or ended sessions goes on at once", "[backlog]") {
+  auto a = std::make_shared<backlog>(2);
+  a->add();
+  auto g = std::make_shared<test_gate>();
+  g->pause_for({a});
+  CHECK_FALSE(g->stopped);
+  CHECK(g->goes == 1);
+  auto b = std::make_shared<backlog>(0);
+  b->add();
+  g->pause_for({b});
+  CHECK(g->stopped);
+  b->close();
+  CHECK_FALSE(g->stopped);
+  CHECK(g->goes == 2);
+}
+
 // Publishers on several threads pause whenever they take the backlog over the high mark and
 // wait until woken; one session thread drains. A lost wake-up leaves a publisher waiting
 // forever, which this test reports as a failure after a generous bound.
@@ -164,7 +235,7 @@ TEST_CASE("concurrent publishers are always woken", "[backlog]") {
 
   struct flag_waiter : waiter {
     std::atomic<bool> paused{false};
-    bool pause() override { return !paused.exchange(true); }
+    void pause() { paused.store(true); }
     void wake() override { paused.store(false); }
   };
 
