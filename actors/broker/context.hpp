@@ -17,6 +17,7 @@
 
 #include <caf/actor.hpp>
 
+#include "actors/broker/session_ref.hpp"
 #include "actors/config/config.hpp"
 #include "actors/connection/enhanced_auth.hpp"
 #include "actors/mgmt/client_registry.hpp"
@@ -99,7 +100,7 @@ struct context {
   explicit context(config::config c) : cfg(std::move(c)) {}
 
   const config::config cfg;
-  router::route_table<caf::actor> routes;
+  router::route_table<session_ref> routes;
   router::retain_store retained;
   counters stats;
   /// Disk store; set before any actor starts, null only in tests without persistence.

@@ -13,7 +13,7 @@ namespace tern::actors::broker {
 namespace {
 
 struct target {
-  caf::actor session;  // a copy: the table may change once the lock is released
+  session_ref session;  // a copy: the table may change once the lock is released
   session::delivery d;
 };
 
@@ -52,7 +52,8 @@ namespace {
 /// Appends the groups served to `served` when given.
 std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
                     const std::vector<std::string>* only_groups,
-                    std::vector<router::share_key>* served) {
+                    std::vector<router::share_key>* served,
+                    const std::shared_ptr<flow::gate>& publisher) {
   if (m->retain) {
     ctx.retained.put(m);
     if (ctx.db) {
@@ -119,25 +120,44 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
     }
     targets.resize(w + 1);
   }
+  // Count each delivery into its session's backlog before it is sent; note the sessions the
+  // publisher has to wait for (never its own: it could not read its own acknowledgements).
+  thread_local std::vector<flow::backlog_ptr> over;
+  const auto marks =
+      flow::marks_for(ctx.cfg.flow.high_watermark, ctx.cfg.session.max_queued_messages);
+  auto send = [&](target& t) {
+    if (auto& b = t.session.backlog) {
+      auto n = b->add();
+      if (publisher && b->is_over(n, marks) && t.session.id() != m->from_session) {
+        over.push_back(b);
+      }
+    }
+    caf::anon_send(t.session.actor, deliver_atom::value, std::move(t.d));
+  };
   for (auto& t : targets) {
-    caf::anon_send(t.session, deliver_atom::value, std::move(t.d));
+    send(t);
   }
   for (auto& t : shared) {
-    caf::anon_send(t.session, deliver_atom::value, std::move(t.d));
+    send(t);
   }
   auto n = targets.size() + shared.size();
   targets.clear();  // drop the session handles now, not at the next publish
   shared.clear();
+  if (!over.empty()) {
+    publisher->pause_for(over);
+    over.clear();
+  }
   return n;
 }
 
 }  // namespace
 
-std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
+std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster,
+                     const std::shared_ptr<flow::gate>& publisher) {
   bool forward = !from_cluster && !m->is_local && ctx.forward_remote;
   thread_local std::vector<router::share_key> served;
   served.clear();
-  auto n = deliver(ctx, m, true, nullptr, forward ? &served : nullptr);
+  auto n = deliver(ctx, m, true, nullptr, forward ? &served : nullptr, publisher);
   if (forward) {
     // Groups served here go to no other node; the others to one node each.
     ctx.forward_remote(m, served);
@@ -147,7 +167,8 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster) {
 }
 
 std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f) {
-  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr);
+  // Messages from other nodes are never held back: there is no flow control between nodes.
+  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr, nullptr);
 }
 
 }  // namespace tern::actors::broker
@@ -163,7 +184,10 @@ bool redispatch_shared(context& ctx, const caf::actor& from, session::delivery d
   return ctx.routes.pick_member(*key, from, pick, [&](const auto& e) {
     auto m = d.msg;
     auto nd = delivery_for(*m, m, e.opts, &key);
-    caf::anon_send(e.sub, deliver_atom::value, std::move(nd));
+    if (e.sub.backlog) {
+      e.sub.backlog->add();  // the member's backlog, like any delivery (nobody to pause)
+    }
+    caf::anon_send(e.sub.actor, deliver_atom::value, std::move(nd));
   });
 }
 

@@ -13,6 +13,9 @@
 namespace caf {
 class actor;
 }
+namespace tern::actors::flow {
+class gate;
+}
 
 namespace tern::actors::broker {
 
@@ -22,7 +25,12 @@ namespace tern::actors::broker {
 /// the message went to. Callable from any thread. A message published on this node is then
 /// handed to the cluster (one copy per remote node with a matching route); one that arrived
 /// from another node (`from_cluster`) is delivered locally only, never forwarded again.
-std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster = false);
+///
+/// Back-pressure: when `publisher` is given and the message takes a session other than the
+/// publisher's own over the high-water mark (config flow.high_watermark), the publisher is
+/// paused until every such session is down to the low-water mark (or has ended).
+std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster = false,
+                     const std::shared_ptr<flow::gate>& publisher = nullptr);
 
 /// What a publish forwarded by another node is for on this node: the publishing node chose
 /// it for its normal subscribers and/or to serve some shared groups (one member in the whole

@@ -32,10 +32,10 @@ caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
       // The cluster replicates subscription keys: a plain filter, or a shared group
       // ("$share/g/f") as its own key, so a node whose only subscribers to a filter are
       // group members is still found, and a group is known next to a plain filter.
-      [=](add_route_atom, route_adds& adds, const caf::actor& s) {
+      [=](add_route_atom, route_adds& adds, const caf::actor& s, const flow::backlog_ptr& b) {
         for (auto& [filter, opts] : adds) {
           bool had = ctx->route_changed && ctx->routes.has_key(filter);
-          ctx->routes.add(filter, s, opts);
+          ctx->routes.add(filter, session_ref{s, b}, opts);
           if (ctx->route_changed && !had && ctx->routes.has_key(filter)) {
             ctx->route_changed(filter, true);
           }

@@ -7,6 +7,7 @@
 
 #include "actors/message.hpp"
 #include "actors/router/route_table.hpp"
+#include "actors/session/backlog.hpp"
 #include "actors/session/session.hpp"
 #include "proto/mqtt/packet.hpp"
 
@@ -93,3 +94,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::open_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::router::sub_options)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::route_adds)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::message_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::actors::flow::backlog_ptr)

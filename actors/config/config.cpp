@@ -231,6 +231,16 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) { c.cluster.max_forward_queue = as_u32(n, 1); }},
       {"session.max_send_buffer",
        [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
+      // [flow]: back-pressure from slow subscribers to publishers.
+      {"flow.high_watermark",
+       [](config& c, const toml::node& n) { c.flow.high_watermark = as_u32(n); }},
+      {"flow.max_pause",
+       [](config& c, const toml::node& n) {
+         c.flow.max_pause = as_duration(n);
+         if (c.flow.max_pause.count() < 1) {
+           throw bad_value{"must be positive"};
+         }
+       }},
       // [auth] [acl] [ban] [hooks]: access control and hooks.
       {"auth.allow_anonymous",
        [](config& c, const toml::node& n) { c.auth.allow_anonymous = as_bool(n); }},
@@ -534,7 +544,8 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
       throw std::runtime_error(where(origin, body, sec) + "unknown key (expected a [section])");
     }
     static const char* sections[] = {"node", "log",  "mqtt", "session", "mqtt5", "cluster",
-                                     "auth", "acl", "ban",  "hooks",   "http",  "sys", "scheduler"};
+                                     "auth", "acl", "ban",  "hooks",   "http",  "sys",
+                                     "scheduler", "flow"};
     // An unknown section with keys is reported at its first key, below.
     if (t->empty() &&
         std::find(std::begin(sections), std::end(sections), sec) == std::end(sections)) {

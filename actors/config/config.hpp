@@ -75,6 +75,18 @@ struct session_config {
   std::uint32_t max_send_buffer = 4 * 1024 * 1024;
 };
 
+/// Back-pressure from slow subscribers to publishers ("[flow]", see docs/benchmark.md).
+struct flow_config {
+  /// Deliveries waiting in front of one session (in its mailbox, or queued while its client
+  /// is connected) beyond which a publisher adding to them stops being read until they are
+  /// down to half of it. At most half of a non-zero session.max_queued_messages is used.
+  /// 0 = no back-pressure.
+  std::uint32_t high_watermark = 1000;
+  /// Safety valve: a paused publisher is read again after this at the latest (a subscriber
+  /// that never reads then only fills its own queue).
+  std::chrono::milliseconds max_pause{5000};
+};
+
 /// Clustering ("[cluster]"); off while `listen` is empty.
 struct cluster_config {
   std::string listen;      ///< host:port of the cluster (CAF middleman) listener; "" = no cluster
@@ -206,6 +218,7 @@ struct config {
   scheduler_config scheduler;
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
+  flow_config flow;
 };
 
 struct config_error {

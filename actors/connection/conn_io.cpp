@@ -232,6 +232,10 @@ void conn_io::set_keepalive(std::chrono::milliseconds allowed_silence) {
 }
 
 void conn_io::check_deadline(clock::time_point now) {
+  if (auto f = flow_until_ns_.load(std::memory_order_relaxed); f != 0 && to_ns(now) > f) {
+    spdlog::debug("conn {} {}: reading again after flow.max_pause", id_, peer_);
+    resume_reading();
+  }
   auto d = deadline_ns_.load(std::memory_order_relaxed);
   if (d != 0 && to_ns(now) > d && !closed_) {
     if (silence_ns_ == 0) {
@@ -385,6 +389,23 @@ void conn_io::consumed(std::uint32_t n) {
   if (left < unconsumed_low && read_paused_.load() && read_paused_.exchange(false)) {
     auto self = shared_from_this();
     asio::post(transport_->socket().get_executor(), [self] { self->wait_readable(); });
+  }
+}
+
+bool conn_io::pause_reading(std::chrono::milliseconds max) {
+  std::int64_t none = 0;
+  auto until = std::max<std::int64_t>(1, to_ns(clock::now() + max));
+  if (!flow_until_ns_.compare_exchange_strong(none, until)) {
+    return false;
+  }
+  // Reading stops at the next input, exactly as for an owner that is behind.
+  unconsumed_.fetch_add(unconsumed_high);
+  return true;
+}
+
+void conn_io::resume_reading() {
+  if (flow_until_ns_.exchange(0) != 0 && !closed_.load()) {
+    consumed(unconsumed_high);
   }
 }
 

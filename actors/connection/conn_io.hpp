@@ -77,6 +77,13 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// The owner processed `n` packets (credit for back-pressure).
   void consumed(std::uint32_t n);
 
+  /// Back-pressure from slow subscribers (flow::backlog): stops reading from the client, as
+  /// if the owner had a full backlog of unprocessed packets, until resume_reading() or until
+  /// `max` has passed (found by check_deadline). Thread-safe; pausing a paused reader does
+  /// nothing and returns false. Packets already read are still handed to the owner.
+  bool pause_reading(std::chrono::milliseconds max);
+  void resume_reading();
+
   /// Keepalive from CONNECT: 0 disables; otherwise the client must send something every
   /// interval * backoff.
   void set_keepalive(std::chrono::milliseconds allowed_silence);
@@ -156,6 +163,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
 
   std::atomic<std::int64_t> deadline_ns_{0};  // 0: none
   std::atomic<std::int64_t> silence_ns_{0};   // keepalive allowance, 0: none
+  std::atomic<std::int64_t> flow_until_ns_{0};  // paused by pause_reading until; 0: not
   broker::counters* counters_ = nullptr;
 };
 

@@ -9,6 +9,7 @@
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/enhanced_auth.hpp"
+#include "actors/connection/read_gate.hpp"
 #include "actors/mgmt/presence.hpp"
 #include "proto/mqtt/topic.hpp"
 
@@ -42,6 +43,7 @@ struct connection_state {
   std::unique_ptr<std::vector<std::string>> aliases;  // v5 inbound topic aliases, index alias-1
   std::unique_ptr<auth_state> auth;
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
+  std::shared_ptr<flow::gate> gate;  // back-pressure: pauses reading; on the first PUBLISH
   static inline const char* name = "connection";
 };
 
@@ -489,7 +491,11 @@ std::size_t route(self_ptr self, mqtt::publish&& p) {
     p.topic = std::string(*t);
     is_local = true;
   }
-  return broker::dispatch(*self->state.ctx, make_message(self, std::move(p), is_local));
+  auto& st = self->state;
+  if (!st.gate && st.ctx->cfg.flow.high_watermark != 0) {
+    st.gate = std::make_shared<read_gate>(st.io, st.ctx->cfg.flow.max_pause);
+  }
+  return broker::dispatch(*st.ctx, make_message(self, std::move(p), is_local), false, st.gate);
 }
 
 /// Reason code of PUBACK / PUBREC for a message that was accepted: v5 says when nobody got it.

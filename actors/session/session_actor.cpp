@@ -10,6 +10,7 @@
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/hooks/hooks.hpp"
+#include "actors/session/backlog.hpp"
 #include "actors/session/topic_alias.hpp"
 #include "actors/mgmt/queries.hpp"
 #include "proto/mqtt/codec.hpp"
@@ -70,6 +71,7 @@ struct session_actor_state {
   std::unique_ptr<topic_aliases> aliases;  // outbound, per connection; only if the client wants
   message_ptr will;                   // a delayed will, published unless the client returns
   std::uint64_t will_generation = 0;
+  flow::backlog_owner backlog;  // back-pressure counter; closed when this state is destroyed
   static inline const char* name = "session";
 };
 
@@ -125,8 +127,23 @@ void set_v5_props(const out_publish& p, clock::time_point now, mqtt::publish& pu
   }
 }
 
+/// The session's backlog, created when it first subscribes (the route entries carry it).
+const flow::backlog_ptr& backlog_of(self_ptr self) {
+  const auto& cfg = self->state.ctx->cfg;
+  return self->state.backlog.get(
+      flow::marks_for(cfg.flow.high_watermark, cfg.session.max_queued_messages).low);
+}
+
+/// Tells the backlog that `delivered` deliveries left the mailbox and how many wait in the
+/// queue now (an offline client's queue does not hold publishers back).
+void report_backlog(self_ptr self, std::uint32_t delivered) {
+  auto& st = self->state;
+  st.backlog.update(delivered, st.io ? st.s.queue_size() : 0);
+}
+
 void write_out(self_ptr self, out_list& out) {
   auto& st = self->state;
+  report_backlog(self, 0);
   if (out.empty()) {
     return;
   }
@@ -247,6 +264,7 @@ void unroute_all(self_ptr self) {
 void hand_back_shared(self_ptr self, const std::string* key) {
   auto& st = self->state;
   auto taken = st.s.take_shared(key);
+  report_backlog(self, 0);
   auto me = caf::actor_cast<caf::actor>(self);
   std::size_t lost = 0;
   for (auto& d : taken) {
@@ -350,7 +368,7 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
   }
   // await: no message is delivered, and no later packet handled, before the routes exist.
   self->request(st.ctx->router(), caf::infinite, add_route_atom::value, std::move(adds),
-                caf::actor_cast<caf::actor>(self))
+                caf::actor_cast<caf::actor>(self), backlog_of(self))
       .await([finish](bool) { finish(); });
 }
 
@@ -461,7 +479,7 @@ void restore(self_ptr self, store::saved_session& saved) {
   }
   if (!adds.empty()) {
     self->send(st.ctx->router(), add_route_atom::value, std::move(adds),
-               caf::actor_cast<caf::actor>(self));
+               caf::actor_cast<caf::actor>(self), backlog_of(self));
   }
 }
 
@@ -472,6 +490,7 @@ void on_detach(self_ptr self, const caf::actor& conn) {
     st.io.reset();
     st.s.pause();
     st.detached_at = clock::now();
+    report_backlog(self, 0);
   }
 }
 
@@ -655,7 +674,10 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
   // plain function that std::function stores inline (see on_control).
   self->set_default_handler(on_control);
   return {
-      [=](deliver_atom, delivery& d) { deliver(self, std::move(d)); },
+      [=](deliver_atom, delivery& d) {
+        deliver(self, std::move(d));
+        report_backlog(self, 1);  // counted by the sender (broker::dispatch)
+      },
   };
 }
 

@@ -81,6 +81,8 @@ void check_same(const config& a, const config& b) {
   CHECK(a.session.await_rel_timeout == b.session.await_rel_timeout);
   CHECK(a.session.max_subscriptions == b.session.max_subscriptions);
   CHECK(a.session.max_send_buffer == b.session.max_send_buffer);
+  CHECK(a.flow.high_watermark == b.flow.high_watermark);
+  CHECK(a.flow.max_pause == b.flow.max_pause);
   CHECK(a.mqtt5.max_keepalive == b.mqtt5.max_keepalive);
   CHECK(a.mqtt5.topic_alias_maximum == b.mqtt5.topic_alias_maximum);
   CHECK(a.mqtt5.response_information == b.mqtt5.response_information);
@@ -573,4 +575,16 @@ TEST_CASE("config: [scheduler] is parsed and checked", "[config]") {
   CHECK_THAT(parse_err("[scheduler]\nrelaxed_sleep_us = 0\n"),
              StartsWith("test.toml:2: scheduler.relaxed_sleep_us: "));
   CHECK_THAT(parse_err("[scheduler]\nspin = 1\n"), StartsWith("test.toml:2: scheduler.spin: "));
+}
+
+TEST_CASE("config: [flow] back-pressure settings", "[config]") {
+  auto c = parse_ok("[flow]\nhigh_watermark = 200\nmax_pause = \"2s\"\n");
+  CHECK(c.flow.high_watermark == 200);
+  CHECK(c.flow.max_pause == 2s);
+  CHECK(parse_ok("[flow]\nhigh_watermark = 0\n").flow.high_watermark == 0);
+  CHECK_THAT(parse_err("[flow]\nmax_pause = \"0s\"\n"),
+             StartsWith("test.toml:2: flow.max_pause: "));
+  CHECK_THAT(parse_err("[flow]\nhigh_watermark = -1\n"),
+             StartsWith("test.toml:2: flow.high_watermark: "));
+  CHECK_THAT(parse_err("[flow]\nwatermark = 1\n"), StartsWith("test.toml:2: flow.watermark: "));
 }

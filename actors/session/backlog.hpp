@@ -1,0 +1,147 @@
+// Back-pressure from a slow subscriber's session to the connections that publish to it.
+//
+// Every session that has subscribed owns one `backlog`: the number of deliveries handed to it
+// and not yet on their way to its client (in its mailbox, or in its queue while its client is
+// connected). The publish path adds one per delivery; the session takes them off as it
+// processes them and as its queue drains. A publisher whose message takes a target's backlog
+// over the high-water mark stops reading its socket and registers a `waiter`, which the
+// backlog wakes once it is below the low-water mark (or the session ends).
+//
+// Pure: no actors, no sockets, no clock. Thread-safe where marked.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace tern::actors::flow {
+
+/// Something waiting for a backlog to drain.
+class waiter {
+ public:
+  virtual ~waiter() = default;
+  /// The backlog it waited for is down to its low-water mark (or its session ended). Called
+  /// from any thread, possibly when it no longer waits (it must then do nothing harmful).
+  virtual void wake() = 0;
+};
+
+/// High- and low-water marks, in deliveries. `high` 0 disables back-pressure.
+struct watermarks {
+  std::int64_t high = 0;
+  std::int64_t low = 0;
+};
+
+/// The marks for a configured high-water mark and queue limit: low is half of high, and high
+/// stays at most half of a non-zero max_queued_messages, so that what publishers deliver
+/// while they are being paused (up to their in-flight windows) still fits into the queue.
+watermarks marks_for(std::uint32_t high_watermark, std::uint32_t max_queued);
+
+class backlog {
+ public:
+  explicit backlog(std::int64_t low) : low_(low) {}
+  backlog(const backlog&) = delete;
+  backlog& operator=(const backlog&) = delete;
+
+  /// A delivery is handed to the session (thread-safe). Returns the new backlog.
+  std::int64_t add() { return n_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+  /// Whether a publisher should pause for this session at backlog `n` (thread-safe).
+  bool is_over(std::int64_t n, const watermarks& m) const {
+    return m.high > 0 && n > m.high && !closed_.load(std::memory_order_relaxed);
+  }
+
+  /// Registers `w` to be woken once the backlog is down to the low-water mark; wakes it at
+  /// once when it already is, or when the session has ended (thread-safe).
+  void wait(const std::shared_ptr<waiter>& w);
+
+  /// Session side (the owning session's thread only): `delivered` deliveries left the mailbox,
+  /// and `queued` deliveries are held in the session's queue now (0 while its client is
+  /// away: an offline queue is bounded by max_queued_messages and never pauses publishers).
+  void update(std::uint32_t delivered, std::size_t queued);
+
+  /// The session ended: wakes every waiter, and never asks a publisher to pause again (its
+  /// mailbox is gone with it). Idempotent, thread-safe.
+  void close();
+
+  std::int64_t size() const { return n_.load(std::memory_order_relaxed); }
+  /// Down to the low-water mark, or the session ended: nobody needs to wait for it.
+  bool is_drained() const { return n_.load() <= low_ || closed_.load(); }
+  bool is_closed() const { return closed_.load(); }
+  /// Registered waiters (tests, diagnostics).
+  std::size_t waiter_count() const;
+
+ private:
+  void change(std::int64_t delta);
+  void wake_all();
+
+  std::atomic<std::int64_t> n_{0};
+  std::atomic<bool> has_waiters_{false};
+  std::atomic<bool> closed_{false};
+  const std::int64_t low_;
+  std::int64_t reported_queued_ = 0;  // the session's thread only
+  mutable std::mutex mtx_;
+  std::vector<std::weak_ptr<waiter>> waiters_;  // guarded by mtx_
+};
+
+using backlog_ptr = std::shared_ptr<backlog>;
+
+/// A paused publisher. It resumes only once every backlog it was paused for has drained: with
+/// many targets (fan-out) some session is always draining, and resuming on the first would let
+/// the slowest ones grow without bound. Create it with std::make_shared.
+class gate : public waiter, public std::enable_shared_from_this<gate> {
+ public:
+  /// Pauses the publisher (if it is not paused already) until every backlog in `over` (and
+  /// every one it was paused for before, while the pause lasts) has drained. Thread-safe.
+  void pause_for(const std::vector<backlog_ptr>& over);
+  void wake() override;
+  /// Backlogs the current pause still waits for (tests, diagnostics).
+  std::size_t waiting_count() const;
+
+ protected:
+  /// Stops the publisher; returns false when it was stopped already.
+  virtual bool stop() = 0;
+  /// Lets the publisher go on.
+  virtual void go() = 0;
+
+ private:
+  /// Waits for the first backlog not yet drained, or lets the publisher go when none is left.
+  void check();
+
+  mutable std::mutex mtx_;
+  std::vector<std::weak_ptr<backlog>> waiting_;  // guarded by mtx_
+};
+
+/// The session's end of its backlog: created on first use (a session that never subscribes
+/// has none), closed when the session's state is destroyed, whichever way the session ends.
+class backlog_owner {
+ public:
+  backlog_owner() = default;
+  backlog_owner(const backlog_owner&) = delete;
+  backlog_owner& operator=(const backlog_owner&) = delete;
+  ~backlog_owner() {
+    if (b_) {
+      b_->close();
+    }
+  }
+
+  /// The backlog, created with low-water mark `low` if there is none yet.
+  const backlog_ptr& get(std::int64_t low) {
+    if (!b_) {
+      b_ = std::make_shared<backlog>(low);
+    }
+    return b_;
+  }
+  /// Session side: see backlog::update. No-op without a backlog.
+  void update(std::uint32_t delivered, std::size_t queued) {
+    if (b_) {
+      b_->update(delivered, queued);
+    }
+  }
+
+ private:
+  backlog_ptr b_;
+};
+
+}  // namespace tern::actors::flow
