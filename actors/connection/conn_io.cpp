@@ -233,7 +233,7 @@ void conn_io::set_keepalive(std::chrono::milliseconds allowed_silence) {
 
 void conn_io::check_deadline(clock::time_point now) {
   if (auto f = flow_until_ns_.load(std::memory_order_relaxed); f != 0 && to_ns(now) > f) {
-    spdlog::debug("conn {} {}: reading again after flow.max_pause", id_, peer_);
+    spdlog::debug("conn {} {}: reading again after flow.max_pause", id_, peer());
     resume_reading();
   }
   auto d = deadline_ns_.load(std::memory_order_relaxed);
