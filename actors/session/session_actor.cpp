@@ -229,6 +229,11 @@ void write_out(self_ptr self, out_list& out) {
 
 void deliver(self_ptr self, delivery d) {
   auto& st = self->state;
+  if (st.io && st.io->is_closed()) {
+    // The socket is gone and the detach is on its way: what arrives meanwhile waits for the
+    // client's return like any offline message, instead of being written into the void.
+    st.s.pause();
+  }
   out_list out;
   auto topic = self->state.ctx->hooks && self->state.ctx->hooks->has(hooks::point::message_dropped)
                    ? d.msg->topic

@@ -181,6 +181,8 @@ def test_kick(node, clients):
     victim_id = unique("victim")
     victim = clients.raw_connected(node.port, victim_id)
     api = mh.Api(node.http_port)
+    # The registry learns of a client just after its CONNACK is on the way.
+    mh.wait_until(lambda: api.get("/api/v1/clients")["total"] == 1, what="client listed")
     assert api.json("DELETE", f"/api/v1/clients/{victim_id}") == {"kicked": victim_id}
     victim.wait_closed()
     mh.wait_until(lambda: api.get("/api/v1/clients")["total"] == 0, what="client gone")
