@@ -12,6 +12,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 
 #include "actors/connection/conn_io.hpp"
+#include "actors/listener/handler_slot.hpp"
 #include "actors/listener/tls.hpp"
 
 namespace tern::actors::listener {
@@ -52,81 +53,9 @@ void close_socket(tcp::socket& s) {
 /// Memory for the one operation a connection nearly always has pending: its wait for
 /// readability. Without it Asio takes the operation from a per-thread cache of recycled
 /// blocks, each as large as the largest operation the thread ran (an accept, ~190 B), and
-/// an idle connection holds one of them.
-class op_slot {
- public:
-  void* claim(std::size_t size, std::size_t align) {
-    if (is_used_ || size > sizeof storage_ || align > alignof(void*)) {
-      return nullptr;
-    }
-    is_used_ = true;
-    return storage_;
-  }
-  bool release(const void* p) {
-    if (p != static_cast<const void*>(storage_)) {
-      return false;
-    }
-    is_used_ = false;
-    return true;
-  }
-
- private:
-  // The wait operation with its handler is 136 B (Boost 1.74, any_io_executor); a larger
-  // one falls back to the heap.
-  alignas(void*) unsigned char storage_[136];
-  bool is_used_ = false;
-};
-
-/// Allocates from an op_slot, or from the heap when the slot is taken or too small.
-template <class T>
-class slot_allocator {
- public:
-  using value_type = T;
-  explicit slot_allocator(op_slot& slot) noexcept : slot_(&slot) {}
-  template <class U>
-  explicit slot_allocator(const slot_allocator<U>& other) noexcept : slot_(other.slot()) {}
-
-  T* allocate(std::size_t n) const {
-    if (void* p = slot_->claim(sizeof(T) * n, alignof(T))) {
-      return static_cast<T*>(p);
-    }
-    return std::allocator<T>().allocate(n);
-  }
-  void deallocate(T* p, std::size_t n) const {
-    if (!slot_->release(p)) {
-      std::allocator<T>().deallocate(p, n);
-    }
-  }
-  op_slot* slot() const noexcept { return slot_; }
-  template <class U>
-  bool operator==(const slot_allocator<U>& other) const noexcept {
-    return slot_ == other.slot();
-  }
-  template <class U>
-  bool operator!=(const slot_allocator<U>& other) const noexcept {
-    return slot_ != other.slot();
-  }
-
- private:
-  op_slot* slot_;
-};
-
-/// A completion handler whose operation Asio allocates from `slot`.
-template <class Handler>
-class in_slot {
- public:
-  using allocator_type = slot_allocator<Handler>;
-  in_slot(op_slot& slot, Handler h) : slot_(&slot), h_(std::move(h)) {}
-  allocator_type get_allocator() const noexcept { return allocator_type(*slot_); }
-  template <class... Args>
-  void operator()(Args&&... args) {
-    h_(std::forward<Args>(args)...);
-  }
-
- private:
-  op_slot* slot_;
-  Handler h_;
-};
+/// an idle connection holds one of them. The wait operation with its handler is 136 B
+/// (Boost 1.74, any_io_executor); a larger one falls back to the heap.
+using op_slot = handler_slot<136, alignof(void*)>;
 
 /// Plain TCP: wait for readability, drain into a per-thread buffer.
 class tcp_transport final : public transport {
@@ -139,7 +68,7 @@ class tcp_transport final : public transport {
   void handshake(const conn_io_ptr& io) override { io->on_handshake(""); }
 
   void read(const conn_io_ptr& io) override {
-    sock_.async_wait(tcp::socket::wait_read, in_slot(wait_slot_, [io, this](error_code ec) {
+    sock_.async_wait(tcp::socket::wait_read, in(wait_slot_, [io, this](error_code ec) {
       if (ec) {
         io->on_read_error(describe(ec));
         return;

@@ -32,6 +32,7 @@
 #include <thread>
 #include <utility>
 
+#include "actors/listener/handler_slot.hpp"
 #include "proto/mqtt/codec.hpp"
 #include "proto/mqtt/packet.hpp"
 
@@ -101,90 +102,11 @@ std::string expand(const std::string& pattern, std::uint32_t index) {
   return out;
 }
 
-/// Room for one outstanding asynchronous operation at a time (Asio's "allocation" example),
-/// so that a client's steady-state reads, writes and timer waits do not touch the heap.
-/// Asio's own per-thread cache holds a single block, too few for thousands of clients.
-class handler_memory {
- public:
-  handler_memory() = default;
-  handler_memory(const handler_memory&) = delete;
-  handler_memory& operator=(const handler_memory&) = delete;
-
-  void* claim(std::size_t size) {
-    if (is_used_ || size > sizeof storage_) {
-      return nullptr;
-    }
-    is_used_ = true;
-    return storage_;
-  }
-  bool release(const void* p) {
-    if (p != static_cast<const void*>(storage_)) {
-      return false;
-    }
-    is_used_ = false;
-    return true;
-  }
-
- private:
-  alignas(std::max_align_t) unsigned char storage_[320];
-  bool is_used_ = false;
-};
-
-template <class T>
-class handler_allocator {
- public:
-  using value_type = T;
-  explicit handler_allocator(handler_memory& m) noexcept : memory_(&m) {}
-  template <class U>
-  explicit handler_allocator(const handler_allocator<U>& other) noexcept
-      : memory_(other.memory()) {}
-
-  T* allocate(std::size_t n) const {
-    if (void* p = memory_->claim(sizeof(T) * n)) {
-      return static_cast<T*>(p);
-    }
-    return std::allocator<T>().allocate(n);
-  }
-  void deallocate(T* p, std::size_t n) const {
-    if (!memory_->release(p)) {
-      std::allocator<T>().deallocate(p, n);
-    }
-  }
-  handler_memory* memory() const noexcept { return memory_; }
-  template <class U>
-  bool operator==(const handler_allocator<U>& other) const noexcept {
-    return memory_ == other.memory();
-  }
-  template <class U>
-  bool operator!=(const handler_allocator<U>& other) const noexcept {
-    return memory_ != other.memory();
-  }
-
- private:
-  handler_memory* memory_;
-};
-
-/// Wraps a completion handler so that Asio allocates its operation from `memory`.
-template <class Handler>
-class with_memory {
- public:
-  using allocator_type = handler_allocator<Handler>;
-  with_memory(handler_memory& memory, Handler h) : memory_(&memory), h_(std::move(h)) {}
-  allocator_type get_allocator() const noexcept { return allocator_type(*memory_); }
-  template <class... Args>
-  void operator()(Args&&... args) {
-    h_(std::forward<Args>(args)...);
-  }
-
- private:
-  handler_memory* memory_;
-  Handler h_;
-};
-
-template <class Handler>
-with_memory<Handler> in(handler_memory& memory, Handler h) {
-  return with_memory<Handler>(memory, std::move(h));
-}
+/// Room for one outstanding asynchronous operation at a time, so that a client's steady-state
+/// reads, writes and timer waits do not touch the heap (Asio's own per-thread cache holds a
+/// single block, too few for thousands of clients).
+using handler_memory = actors::listener::handler_slot<320>;
+using actors::listener::in;
 
 /// A single-writer counter: the owning worker adds, anyone may read.
 class counter {
