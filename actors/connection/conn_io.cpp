@@ -237,7 +237,8 @@ void conn_io::check_deadline(clock::time_point now) {
     resume_reading();
   }
   auto d = deadline_ns_.load(std::memory_order_relaxed);
-  if (d != 0 && to_ns(now) > d && !closed_) {
+  bool paused_by_flow = flow_until_ns_.load(std::memory_order_relaxed) != 0;
+  if (d != 0 && to_ns(now) > d && !closed_ && !paused_by_flow) {
     if (silence_ns_ == 0) {
       if (listener_) {
         listener_->ctx->stats.connect_timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -405,6 +406,10 @@ bool conn_io::pause_reading(std::chrono::milliseconds max) {
 
 void conn_io::resume_reading() {
   if (flow_until_ns_.exchange(0) != 0 && !closed_.load()) {
+    // Nothing was read while paused, PINGREQs included: the keepalive starts afresh.
+    if (auto silence = silence_ns_.load(); silence != 0) {
+      deadline_ns_ = to_ns(clock::now()) + silence;
+    }
     consumed(unconsumed_high);
   }
 }
@@ -546,8 +551,10 @@ void conn_io::close(std::string reason, bool flush_first) {
   auto self = shared_from_this();
   {
     std::lock_guard lock{out_mtx_};
+    // From here send() refuses: nothing may follow a close on the wire (say a PUBLISH written
+    // directly after the DISCONNECT that closes the connection [MQTT-3.14.4-1]).
+    close_after_flush_ = true;
     if (flush_first && write_pending_) {
-      close_after_flush_ = true;
       close_reason_ = std::make_unique<std::string>(std::move(reason));
       return;
     }

@@ -777,6 +777,13 @@ caf::error on_exception(caf::scheduled_actor* ptr, std::exception_ptr& ep) {
     spdlog::error("connection {} failed", io->id());
   }
   io->close("internal error", false);
+  // The closed_atom will find this actor gone: detach the session now, or it would wait for
+  // a connection that never reports back.
+  auto self = static_cast<self_ptr>(ptr);
+  if (auto& st = self->state; st.session) {
+    self->send(st.ctx->sessions(), detach_atom::value, st.client_id,
+               caf::actor_cast<caf::actor>(self));
+  }
   return caf::exit_reason::unhandled_exception;
 }
 

@@ -138,7 +138,8 @@ const flow::backlog_ptr& backlog_of(self_ptr self) {
 /// queue now (an offline client's queue does not hold publishers back).
 void report_backlog(self_ptr self, std::uint32_t delivered) {
   auto& st = self->state;
-  st.backlog.update(delivered, st.io ? st.s.queue_size() : 0);
+  // A closed socket whose detach never comes (its connection actor died) counts as offline.
+  st.backlog.update(delivered, st.io && !st.io->is_closed() ? st.s.queue_size() : 0);
 }
 
 void write_out(self_ptr self, out_list& out) {

@@ -209,3 +209,27 @@ def test_max_pause_resumes_a_publisher(broker, clients):
     pp.queue(publishes(topic, 0, n))
     run([pp], lambda: len(pp.pubacks) == n, timeout=90)
     assert sub.is_open()
+
+
+def test_a_paused_publisher_is_not_taken_for_a_dead_one(broker, clients):
+    # Nothing is read from a paused publisher, its PINGREQs included: the keepalive must not
+    # close it meanwhile (allowed silence 1.5 × 2 s = 3 s, paused for longer than that).
+    n = 3000
+    b = broker(flow={"high_watermark": 20, "max_pause": "120s"},
+               session={"max_inflight": 5, "max_queued_messages": 1_000_000})
+    topic = unique("ka")
+    sub = clients.raw(b.port, rcvbuf=4096)
+    sub.connect_ok()
+    sub.subscribe([(topic, 1)])
+    pub = clients.raw_connected(b.port, keepalive=2)
+    small_send_buffer(pub)
+    sp, pp = Pump(sub), Pump(pub)
+    sp.reading = False
+    pp.queue(publishes(topic, 0, n))
+    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=1), \
+        "the publisher was never paused"
+    time.sleep(4.5)
+    pp.step()  # raises if the broker closed the connection
+    sp.reading = True
+    run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=120)
+    assert_exactly_once_in_order(sp.seqs, n)
