@@ -288,6 +288,7 @@ void apply_claim(self_ptr self, const pb::Claim& c) {
   if (c.stamp() >= o.stamp) {
     o.node = c.node();
     o.stamp = c.stamp();
+    spdlog::debug("cluster: client {} is on node {}", c.client_id(), c.node());
   }
 }
 

@@ -25,6 +25,7 @@ def test_takeover_moves_subscriptions_and_queued_qos1_messages(cluster, clients)
         pub.publish(f"tk/{i}", f"q{i}".encode(), qos=1)  # queued on n1 for the offline client
     time.sleep(0.3)
     mark1 = n1.log_size()
+    n3.wait_log(rf"client {cid} is on node n1")
     c2 = clients.paho(n3.port, client_id=cid, clean_session=False, connect=False)
     assert c2.connect() == 1, "session present: the session came from n1"
     got = c2.expect(5, timeout=5)
@@ -49,6 +50,9 @@ def test_connected_client_is_taken_over_and_old_connection_closed(cluster, clien
     old = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
     old.connect()
     old.subscribe("dup/#", qos=1)
+    # n2 must know where the client is first: two connects racing the claim's trip between
+    # the nodes both succeed (see docs/cluster.md, limits).
+    n2.wait_log(rf"client {cid} is on node n1")
     new = clients.paho(n2.port, client_id=cid, clean_session=False, connect=False)
     assert new.connect() == 1
     assert old.disconnected.wait(5), "the old connection on n1 was not closed"
