@@ -1,5 +1,6 @@
 // Password-file, client-id and HTTP authentication providers.
 #include "actors/access/providers.hpp"
+#include "actors/access/url_encode.hpp"
 
 #include <fstream>
 #include <sstream>
@@ -16,21 +17,6 @@ std::string read_file(const std::string& path, bool& ok) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string url_encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 std::string trim(std::string_view s) {

@@ -44,21 +44,6 @@ std::variant<reply, std::string> exchange(Stream& stream, asio::io_context& io,
 
 }  // namespace
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::variant<reply, std::string> request(const endpoint& ep, const std::string& method,
                                          const std::string& target, const std::string& body,
                                          const std::string& authorization) {

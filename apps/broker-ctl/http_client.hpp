@@ -5,6 +5,8 @@
 #include <string>
 #include <variant>
 
+#include "actors/access/url_encode.hpp"
+
 namespace tern::ctl {
 
 struct endpoint {
@@ -28,6 +30,6 @@ std::variant<reply, std::string> request(const endpoint& ep, const std::string& 
                                          const std::string& authorization);
 
 /// Percent-encodes a path segment or query value.
-std::string url_encode(const std::string& s);
+using actors::access::url_encode;
 
 }  // namespace tern::ctl
