@@ -285,10 +285,21 @@ void forget_seeds_of(self_ptr self, const std::string& name, const std::string& 
 void apply_claim(self_ptr self, const pb::Claim& c) {
   auto& st = self->state;
   auto& o = st.registry[c.client_id()];
-  if (c.stamp() >= o.stamp) {
-    o.node = c.node();
-    o.stamp = c.stamp();
-    spdlog::debug("cluster: client {} is on node {}", c.client_id(), c.node());
+  if (c.stamp() < o.stamp) {
+    return;
+  }
+  bool held_here = o.node == st.cfg.name && c.node() != st.cfg.name;
+  o.node = c.node();
+  o.stamp = c.stamp();
+  spdlog::debug("cluster: client {} is on node {}", c.client_id(), c.node());
+  if (held_here && c.replaces() != st.cfg.name) {
+    // Claimed by a connect that did not know the client was here: exactly one session per
+    // client id, and the newest claim wins; the one here ends (its connection is closed).
+    spdlog::info("cluster: client {} connected on node {} as well; ending its session here",
+                 c.client_id(), c.node());
+    if (auto sm = st.ctx->sessions()) {
+      caf::anon_send(sm, actors::handover_atom::value, c.client_id(), true);
+    }
   }
 }
 
@@ -892,6 +903,7 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         c.mutable_claim()->set_client_id(client_id);
         c.mutable_claim()->set_node(st.cfg.name);
         c.mutable_claim()->set_stamp(stamp);
+        c.mutable_claim()->set_replaces(holder);
         broadcast(self, c);
         auto p = st.peers.find(holder);
         if (p == st.peers.end()) {

@@ -1,6 +1,7 @@
 # Cluster-wide client registry and session takeover: a client that reconnects to another node
 # gets its session back (subscriptions, queued QoS 1 messages), the routes follow it, and the
 # old connection is closed. Exactly one session per client id in the cluster.
+import threading
 import time
 
 import pytest
@@ -50,8 +51,8 @@ def test_connected_client_is_taken_over_and_old_connection_closed(cluster, clien
     old = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
     old.connect()
     old.subscribe("dup/#", qos=1)
-    # n2 must know where the client is first: two connects racing the claim's trip between
-    # the nodes both succeed (see docs/cluster.md, limits).
+    # n2 must know where the client is first, or this is not a takeover but two connects at
+    # the same moment (the last test).
     n2.wait_log(rf"client {cid} is on node n1")
     new = clients.paho(n2.port, client_id=cid, clean_session=False, connect=False)
     assert new.connect() == 1
@@ -95,3 +96,26 @@ def test_ended_session_is_dropped_from_the_registry(cluster, clients):
     assert again.connect() == 0
     time.sleep(0.3)
     assert f"client {cid} taken over" not in n1.log_text()[mark:]
+
+
+def test_simultaneous_connects_on_two_nodes_leave_one_connection(cluster, clients):
+    # Two connects of one client id on two nodes at the same moment (neither node knows the
+    # other's claim yet): the newest claim wins and the other connection is closed, as in a
+    # takeover. Exactly one session per client id in the cluster.
+    n1, n2 = cluster.start(2)
+    for _ in range(5):
+        cid = helpers.unique("twin")
+        a = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
+        b = clients.paho(n2.port, client_id=cid, clean_session=False, connect=False)
+        ts = [threading.Thread(target=c.connect) for c in (a, b)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        deadline = time.monotonic() + 5
+        while not (a.disconnected.is_set() or b.disconnected.is_set()):
+            assert time.monotonic() < deadline, f"{cid}: connected on both nodes"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert a.disconnected.is_set() != b.disconnected.is_set(), \
+            f"{cid}: both connections were closed"
