@@ -285,7 +285,9 @@ void forget_seeds_of(self_ptr self, const std::string& name, const std::string& 
 void apply_claim(self_ptr self, const pb::Claim& c) {
   auto& st = self->state;
   auto& o = st.registry[c.client_id()];
-  if (c.stamp() < o.stamp) {
+  // Older claims lose; equal stamps (two nodes in the same microsecond) go to the larger node
+  // name, so that every node picks the same winner.
+  if (c.stamp() < o.stamp || (c.stamp() == o.stamp && c.node() < o.node)) {
     return;
   }
   bool held_here = o.node == st.cfg.name && c.node() != st.cfg.name;
