@@ -246,6 +246,10 @@ class RawClient:
         self.buf = b""
         self.closed_by_peer = False
         self._next_pid = 0
+        # PUBLISH packets read while waiting for the ack of this client's own publish: a
+        # delivery to its own subscription may come before or after that ack (either order is
+        # correct), so they are kept here and returned by the next read.
+        self.held = []
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -303,12 +307,31 @@ class RawClient:
         """Publishes with QoS 1 or 2 and completes the handshake."""
         pid = self.publish(topic, payload, qos=qos, retain=retain)
         if qos == 1:
-            self.expect(PUBACK, pid=pid)
+            self.expect_ack(PUBACK, pid)
         elif qos == 2:
-            self.expect(PUBREC, pid=pid)
+            self.expect_ack(PUBREC, pid)
             self.send(pubrel_packet(pid))
-            self.expect(PUBCOMP, pid=pid)
+            self.expect_ack(PUBCOMP, pid)
         return pid
+
+    def expect_ack(self, ptype, pid, timeout=5.0):
+        """The ack `ptype` for packet id `pid` of this client's own PUBLISH or PUBREL. PUBLISH
+        packets that arrive first are held for the next read (see `held`); any other packet
+        is an error."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                p = self._read_wire(max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                raise AssertionError(f"expected {TYPE_NAMES[ptype]} within {timeout}s, got nothing")
+            except ConnectionClosed as e:
+                raise AssertionError(f"expected {TYPE_NAMES[ptype]}, connection closed ({e})")
+            if p.type == PUBLISH and ptype != PUBLISH:
+                self.held.append(p)
+                continue
+            assert p.type == ptype, f"expected {TYPE_NAMES[ptype]}, got {p!r}"
+            assert p.pid == pid, f"expected {TYPE_NAMES[ptype]} for packet id {pid}, got {p!r}"
+            return p
 
     def ping(self, timeout=5.0):
         """PINGREQ; the next packet must be PINGRESP. Proves nothing else was pending."""
@@ -373,7 +396,12 @@ class RawClient:
         return p
 
     def read_packet(self, timeout=5.0):
-        """Next packet. Raises TimeoutError or ConnectionClosed."""
+        """Next packet (a held PUBLISH first). Raises TimeoutError or ConnectionClosed."""
+        if self.held:
+            return self.held.pop(0)
+        return self._read_wire(timeout)
+
+    def _read_wire(self, timeout):
         deadline = time.monotonic() + timeout
         while True:
             p = self._try_parse()
@@ -440,7 +468,7 @@ class RawClient:
     def wait_closed(self, timeout=5.0):
         """Reads until the broker closes the connection; returns the packets seen before."""
         deadline = time.monotonic() + timeout
-        seen = []
+        seen, self.held = self.held, []
         while True:
             try:
                 p = self._try_parse()

@@ -295,10 +295,10 @@ class RawClient5(helpers.RawClient):
         """Publishes with QoS 1/2, completes the handshake, returns the PUBACK/PUBREC."""
         pid = self.publish(topic, payload, qos=qos, retain=retain, props=props)
         if qos == 1:
-            return self.expect(PUBACK, pid=pid)
-        rec = self.expect(PUBREC, pid=pid)
+            return self.expect_ack(PUBACK, pid)
+        rec = self.expect_ack(PUBREC, pid)
         self.send(ack5(PUBREL, pid))
-        self.expect(PUBCOMP, pid=pid)
+        self.expect_ack(PUBCOMP, pid)
         return rec
 
     def disconnect(self, timeout=2.0, rc=0, props=None):
