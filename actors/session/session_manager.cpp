@@ -35,6 +35,12 @@ struct manager_state {
   // nodes handed over for them.
   std::unordered_set<std::string> claimed;
   std::unordered_map<std::string, store::saved_session> moved;
+  // Client ids whose claim is on its way, and the takeovers by other nodes that came in
+  // meanwhile (the other node's connect is newer: it gets the session, ours is refused).
+  std::unordered_set<std::string> claiming;
+  std::unordered_map<std::string, std::pair<caf::response_promise, bool>> lost;
+  // Claimed here, then taken over before the open ran: the open is refused.
+  std::unordered_set<std::string> superseded;
   static inline const char* name = "session_manager";
 };
 
@@ -60,10 +66,24 @@ caf::response_promise claim_then_open(self_ptr self, open_request req) {
   auto rp = self->make_response_promise();
   auto id = req.client_id;
   auto clean = req.clean_start;
+  self->state.claiming.insert(id);
   self->request(self->state.ctx->cluster, std::chrono::seconds(5), claim_atom::value, id, clean)
       .then(
           [=](std::string& bytes) mutable {
             auto& st = self->state;
+            st.claiming.erase(req.client_id);
+            if (auto l = st.lost.find(req.client_id); l != st.lost.end()) {
+              // A newer connect on another node took the client over while we claimed it:
+              // what we got goes on to that node, and this connect is refused.
+              auto [handover, discard] = std::move(l->second);
+              st.lost.erase(l);
+              handover.deliver(discard ? std::string{} : std::move(bytes));
+              spdlog::info("client {} connected on another node meanwhile; refusing this connect",
+                           req.client_id);
+              rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                         "session taken over by another node"));
+              return;
+            }
             store::saved_session s;
             if (!bytes.empty() && !req.clean_start && store::store::decode(bytes, s)) {
               st.moved[req.client_id] = std::move(s);
@@ -74,6 +94,12 @@ caf::response_promise claim_then_open(self_ptr self, open_request req) {
           [=](caf::error& e) mutable {
             spdlog::warn("cluster claim of client {} failed: {}", req.client_id,
                          self->system().render(e));
+            auto& st = self->state;
+            st.claiming.erase(req.client_id);
+            if (auto l = st.lost.find(req.client_id); l != st.lost.end()) {
+              l->second.first.deliver(std::string{});
+              st.lost.erase(l);
+            }
             self->state.claimed.insert(req.client_id);
             rp.delegate(caf::actor_cast<caf::actor>(self), open_atom::value, std::move(req));
           });
@@ -155,6 +181,12 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
   return {
       [=](open_atom, open_request& req) -> caf::result<caf::message> {
         auto& st = self->state;
+        if (st.superseded.erase(req.client_id) != 0) {
+          st.claimed.erase(req.client_id);
+          spdlog::info("client {} connected on another node meanwhile; refusing this connect",
+                       req.client_id);
+          return caf::make_error(caf::sec::runtime_error, "session taken over by another node");
+        }
         if (st.ctx->cluster && st.by_client.count(req.client_id) == 0 &&
             st.claimed.erase(req.client_id) == 0) {
           return claim_then_open(self, std::move(req));  // comes back here once claimed
@@ -231,6 +263,28 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         auto rp = self->make_response_promise();
         auto& st = self->state;
         auto it = st.by_client.find(client_id);
+        if (it == st.by_client.end() && st.claiming.count(client_id) != 0) {
+          // Our own connect of this client is claiming it: answered once that claim returns.
+          if (auto l = st.lost.find(client_id); l != st.lost.end()) {
+            l->second.first.deliver(std::string{});  // an older takeover: nothing for it
+          }
+          st.lost[client_id] = {rp, discard};
+          return rp;
+        }
+        if (it == st.by_client.end() && st.claimed.count(client_id) != 0) {
+          // Claimed, and its open is on the way: that open is refused; what another node
+          // handed over to it goes on.
+          std::string bytes;
+          if (auto m = st.moved.find(client_id); m != st.moved.end()) {
+            if (!discard) {
+              bytes = store::store::encode(m->second);
+            }
+            st.moved.erase(m);
+          }
+          st.superseded.insert(client_id);
+          rp.deliver(std::move(bytes));
+          return rp;
+        }
         if (it == st.by_client.end() || discard) {
           if (it != st.by_client.end()) {
             end_session(self, it);

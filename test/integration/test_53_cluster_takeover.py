@@ -103,7 +103,7 @@ def test_simultaneous_connects_on_two_nodes_leave_one_connection(cluster, client
     # other's claim yet): the newest claim wins and the other connection is closed, as in a
     # takeover. Exactly one session per client id in the cluster.
     n1, n2 = cluster.start(2)
-    for _ in range(5):
+    for _ in range(12):
         cid = helpers.unique("twin")
         a = clients.paho(n1.port, client_id=cid, clean_session=False, connect=False)
         b = clients.paho(n2.port, client_id=cid, clean_session=False, connect=False)
