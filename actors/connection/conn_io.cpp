@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -27,6 +28,12 @@ using boost::system::error_code;
 // owner has caught up to low. Bounds the owner's mailbox per connection.
 constexpr std::int32_t unconsumed_high = 256;
 constexpr std::int32_t unconsumed_low = 64;
+
+// What a flow-paused connection may read and hold before it stops reading its socket: enough
+// to get to the acknowledgements behind a client's in-flight window of PUBLISHes, little
+// enough that many paused publishers do not add up (the decoder's buffer comes on top).
+constexpr std::size_t held_max_packets = 64;
+constexpr std::size_t held_max_bytes = 64 * 1024;
 
 // send() writes on the caller's thread only when the previous direct write of this
 // connection is at least this old: a connection written to faster than that goes through
@@ -57,6 +64,12 @@ struct conn_io::limits {
   asio::steady_timer timer;
   bool has_logged = false;
   bool has_buffered_packets = false;  // decoded input held back by the PUBLISH rate
+};
+
+/// Packets read during a flow pause and not yet handed to the owner (see pause_reading).
+struct conn_io::held_packets {
+  std::deque<proto::mqtt::packet> packets;
+  std::size_t bytes = 0;
 };
 
 conn_io::conn_io(std::unique_ptr<listener::transport> t, std::uint32_t max_packet_size,
@@ -308,13 +321,25 @@ bool conn_io::decode_buffered(clock::time_point now) {
     }
     bool is_over_rate = limits_ && std::holds_alternative<proto::mqtt::publish>(p) &&
                         !limits_->publishes.take(1, now);
-    unconsumed_.fetch_add(1, std::memory_order_relaxed);
+    auto* pub = std::get_if<proto::mqtt::publish>(&p);
     if (counters_) {
-      auto* pub = std::get_if<proto::mqtt::publish>(&p);
       counters_->count_in(static_cast<unsigned>(proto::mqtt::type_of(p)),
                           pub ? static_cast<unsigned>(pub->q) : 0);
     }
-    caf::anon_send(owner_, packet_atom::value, std::move(p));
+    if (holds(p)) {
+      if (!held_) {
+        held_ = std::make_unique<held_packets>();
+        spdlog::trace("conn {} {}: holding what it publishes (flow pause)", id_, peer());
+      }
+      held_->bytes += pub ? pub->topic.size() + pub->payload.size() + 64 : 64;
+      held_->packets.push_back(std::move(p));
+      p = proto::mqtt::packet{};
+      if (is_held_full()) {
+        return false;  // the rest waits in the decoder; release_held() reads on
+      }
+      continue;  // a publish held back is paid for in the rate bucket, not paused for here
+    }
+    deliver(std::move(p));
     p = proto::mqtt::packet{};
     if (is_over_rate) {
       // Packets already read but over the PUBLISH rate stay in the decoder until the
@@ -329,8 +354,54 @@ bool conn_io::decode_buffered(clock::time_point now) {
   return true;
 }
 
+void conn_io::deliver(proto::mqtt::packet&& p) {
+  unconsumed_.fetch_add(1, std::memory_order_relaxed);
+  caf::anon_send(owner_, packet_atom::value, std::move(p));
+}
+
+bool conn_io::holds(const proto::mqtt::packet& p) const {
+  if (flow_until_ns_.load(std::memory_order_relaxed) == 0) {
+    // Not paused, or resumed with packets still held: nothing overtakes them.
+    return held_ && !held_->packets.empty();
+  }
+  switch (proto::mqtt::type_of(p)) {
+    case proto::mqtt::packet_type::puback:
+    case proto::mqtt::packet_type::pubrec:
+    case proto::mqtt::packet_type::pubrel:
+    case proto::mqtt::packet_type::pubcomp:
+    case proto::mqtt::packet_type::pingreq:
+      return false;  // answers the broker or asks nothing of anybody else: may overtake
+    default:
+      return true;
+  }
+}
+
+bool conn_io::is_held_full() const {
+  return held_ &&
+         (held_->packets.size() >= held_max_packets || held_->bytes >= held_max_bytes);
+}
+
+void conn_io::release_held() {
+  // Runs on the io thread.
+  if (held_ && owner_) {
+    for (auto& p : held_->packets) {
+      deliver(std::move(p));
+    }
+  }
+  held_.reset();
+  if (stopped_for_held_ && !closed_ && !stop_reading_) {
+    stopped_for_held_ = false;
+    decode_buffered(clock::now());
+    after_input();  // reads on, unless paused again, rate limited or behind
+  }
+}
+
 void conn_io::after_input() {
   if (closed_ || stop_reading_) {
+    return;
+  }
+  if (is_held_full()) {
+    stopped_for_held_ = true;
     return;
   }
   if (limits_) {
@@ -396,21 +467,18 @@ void conn_io::consumed(std::uint32_t n) {
 bool conn_io::pause_reading(std::chrono::milliseconds max) {
   std::int64_t none = 0;
   auto until = std::max<std::int64_t>(1, to_ns(clock::now() + max));
-  if (!flow_until_ns_.compare_exchange_strong(none, until)) {
-    return false;
-  }
-  // Reading stops at the next input, exactly as for an owner that is behind.
-  unconsumed_.fetch_add(unconsumed_high);
-  return true;
+  // From the next packet read, what the client publishes is held (holds()).
+  return flow_until_ns_.compare_exchange_strong(none, until);
 }
 
 void conn_io::resume_reading() {
   if (flow_until_ns_.exchange(0) != 0 && !closed_.load()) {
-    // Nothing was read while paused, PINGREQs included: the keepalive starts afresh.
+    // The socket may not have been read for a while (held_ full): the keepalive starts afresh.
     if (auto silence = silence_ns_.load(); silence != 0) {
       deadline_ns_ = to_ns(clock::now()) + silence;
     }
-    consumed(unconsumed_high);
+    auto self = shared_from_this();
+    asio::post(transport_->socket().get_executor(), [self] { self->release_held(); });
   }
 }
 
@@ -583,6 +651,8 @@ void conn_io::do_close(const std::string& reason) {
     }
   }
   if (!notified_ && owner_) {
+    // What was read in a flow pause goes first: a held DISCONNECT must precede the close.
+    release_held();
     notified_ = true;
     caf::anon_send(owner_, closed_atom::value, reason);
     owner_ = caf::actor{};

@@ -77,10 +77,13 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// The owner processed `n` packets (credit for back-pressure).
   void consumed(std::uint32_t n);
 
-  /// Back-pressure from slow subscribers (flow::backlog): stops reading from the client, as
-  /// if the owner had a full backlog of unprocessed packets, until resume_reading() or until
-  /// `max` has passed (found by check_deadline). Thread-safe; pausing a paused reader does
-  /// nothing and returns false. Packets already read are still handed to the owner.
+  /// Back-pressure from slow subscribers (flow::backlog): holds back what the client
+  /// publishes until resume_reading() or until `max` has passed (found by check_deadline).
+  /// Acknowledgements of its deliveries (PUBACK, PUBREC, PUBREL, PUBCOMP) and PINGREQ still
+  /// reach the owner: they may be what drains the backlog this client waits for. Every
+  /// other packet waits, in order, behind the first one held; once a few are held (see
+  /// held_max_*) the socket is no longer read. Thread-safe; pausing a paused reader does
+  /// nothing and returns false. Packets handed to the owner before the pause stay handed.
   bool pause_reading(std::chrono::milliseconds max);
   void resume_reading();
 
@@ -126,6 +129,14 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// Hands the decoder's complete packets to the owner; false when it stopped early
   /// (closed, or the PUBLISH rate was reached).
   bool decode_buffered(clock::time_point now);
+  /// Hands `p` to the owner.
+  void deliver(proto::mqtt::packet&& p);
+  /// While paused by flow: whether `p` waits in held_ rather than going to the owner.
+  bool holds(const proto::mqtt::packet& p) const;
+  bool is_held_full() const;
+  /// After a flow pause: hands the held packets to the owner, and reads again if it stopped
+  /// because held_ was full.
+  void release_held();
   void pause_for(clock::duration d);
   void flush();
   /// send() on a quiet plain TCP connection: writes on the calling thread (no hop to the io
@@ -144,6 +155,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   std::unique_ptr<listener::peer_cert> cert_;  // only after a TLS client certificate
   std::unique_ptr<limits> limits_;             // only when the listener has rate limits
   std::unique_ptr<std::string> proxy_buf_;     // only while a PROXY header is being read
+  struct held_packets;
+  std::unique_ptr<held_packets> held_;  // io thread; only while a flow pause holds packets
 
   std::string out_;             // guarded by out_mtx_
   std::string writing_;         // owned by the io thread while a write is in progress
@@ -159,6 +172,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   std::atomic<bool> read_paused_{false};
   std::atomic<bool> closed_{false};
   bool stop_reading_ = false;  // io thread: input was refused, the close is under way
+  bool stopped_for_held_ = false;  // io thread: not reading until the held packets are released
   bool notified_ = false;
 
   std::atomic<std::int64_t> deadline_ns_{0};  // 0: none

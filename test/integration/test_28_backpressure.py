@@ -212,8 +212,9 @@ def test_max_pause_resumes_a_publisher(broker, clients):
 
 
 def test_a_paused_publisher_is_not_taken_for_a_dead_one(broker, clients):
-    # Nothing is read from a paused publisher, its PINGREQs included: the keepalive must not
-    # close it meanwhile (allowed silence 1.5 × 2 s = 3 s, paused for longer than that).
+    # Once a paused publisher's held packets are at their limit its socket is not read, its
+    # PINGREQs included: the keepalive must not close it meanwhile (allowed silence
+    # 1.5 × 2 s = 3 s, paused for longer than that).
     n = 3000
     b = broker(flow={"high_watermark": 20, "max_pause": "120s"},
                session={"max_inflight": 5, "max_queued_messages": 1_000_000})
@@ -233,3 +234,39 @@ def test_a_paused_publisher_is_not_taken_for_a_dead_one(broker, clients):
     sp.reading = True
     run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=120)
     assert_exactly_once_in_order(sp.seqs, n)
+
+
+class WindowedPump(Pump):
+    """A Pump that publishes as MQTT clients do: at most `window` QoS 1 messages unacknowledged,
+    so that its PUBACKs for deliveries queue behind a few PUBLISHes only."""
+
+    def __init__(self, client, topic, n, window=10):
+        super().__init__(client)
+        self.topic, self.n, self.window, self.sent = topic, n, window, 0
+
+    def step(self):
+        while self.sent < self.n and self.sent - len(self.pubacks) < self.window:
+            self.queue(publishes(self.topic, self.sent, 1))
+            self.sent += 1
+        return super().step()
+
+
+def test_two_clients_flooding_each_other_do_not_pause_each_other(broker, clients):
+    # A and B each publish to the other's subscription faster than the other's session can
+    # deliver. When both are paused, each one's PUBACKs for its deliveries must still be read:
+    # they are what drains the other's backlog. A paused connection holds back only what it
+    # publishes (and what follows it), never the acknowledgements of its deliveries.
+    n = 3000
+    b = broker(flow={"high_watermark": 5, "max_pause": "120s"},
+               session={"max_inflight": 4, "max_queued_messages": 1_000_000})
+    ta, tb = unique("to-a"), unique("to-b")
+    a, bc = clients.raw_connected(b.port), clients.raw_connected(b.port)
+    a.subscribe([(ta, 1)])
+    bc.subscribe([(tb, 1)])
+    pa, pb = WindowedPump(a, tb, n), WindowedPump(bc, ta, n)
+    done = lambda: (len(pa.seqs) >= n and len(pb.seqs) >= n and len(pa.pubacks) == n
+                    and len(pb.pubacks) == n)
+    assert run([pa, pb], done, timeout=100, stall=20), \
+        "both clients stalled: each waits for the other to be read"
+    assert_exactly_once_in_order(pa.seqs, n)
+    assert_exactly_once_in_order(pb.seqs, n)
