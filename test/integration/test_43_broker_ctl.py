@@ -53,9 +53,12 @@ def test_clients(node):
 def test_kick(node, clients):
     victim = unique("ctl-victim")
     c = clients.raw_connected(node.port, victim)
+    api = mh.Api(node.http_port)
+    # The CONNACK is written before the connection registers for the API.
+    mh.wait_until(lambda: api.request("GET", f"/api/v1/clients/{victim}")[0] == 200,
+                  what="client listed")
     assert f"client {victim} kicked" in ok(node, "clients", "kick", victim)
     c.wait_closed()
-    api = mh.Api(node.http_port)
     mh.wait_until(lambda: api.request("GET", f"/api/v1/clients/{victim}")[0] == 404,
                   what="kicked client unregistered")
     r = mh.ctl(node.http_port, "clients", "kick", victim)
