@@ -55,6 +55,24 @@ caf::behavior router_impl(caf::event_based_actor*, context_ptr ctx) {
   };
 }
 
+/// How long a shutdown waits for connections to flush their DISCONNECT.
+constexpr auto shutdown_grace = std::chrono::milliseconds(1000);
+
+/// What MQTT 5 clients are sent when the node shuts down: 0x9C (use another server) with the
+/// Server Reference when one is configured, 0x8B (server shutting down) otherwise.
+std::string shutdown_disconnect(const config::mqtt5_config& c) {
+  proto::mqtt::disconnect d;
+  if (c.server_reference.empty()) {
+    d.reason = static_cast<std::uint8_t>(proto::mqtt::reason_code::server_shutting_down);
+  } else {
+    d.reason = static_cast<std::uint8_t>(proto::mqtt::reason_code::use_another_server);
+    d.props.server_reference = c.server_reference;
+  }
+  std::string bytes;
+  proto::mqtt::encode(d, proto::mqtt::protocol_version::v5, bytes);
+  return bytes;
+}
+
 /// One I/O thread with its io_context and the connections it serves. A one-second sweep
 /// enforces CONNECT timeouts and keepalive for all of them: one timer per thread instead of
 /// one per connection.
@@ -102,6 +120,26 @@ struct io_worker {
         c->close(why, false);
       }
     }
+  }
+
+  /// Shutdown: MQTT 5 clients get `v5_disconnect`; every connection closes once flushed.
+  void say_goodbye(const std::string& v5_disconnect) {
+    std::lock_guard lock{mtx};
+    for (auto& w : conns) {
+      if (auto c = w.lock()) {
+        c->close_for_shutdown(v5_disconnect);
+      }
+    }
+  }
+
+  std::size_t open_count() {
+    std::lock_guard lock{mtx};
+    std::size_t n = 0;
+    for (auto& w : conns) {
+      auto c = w.lock();
+      n += c && !c->is_closed() ? 1 : 0;
+    }
+    return n;
   }
 };
 
@@ -277,9 +315,27 @@ void node::stop() {
   }
   m.running = false;
   spdlog::info("node {} stopping", m.ctx->cfg.node_name);
-  // 1. Stop accepting. 2. Close every connection (their actors exit). 3. Stop I/O.
+  // 1. Stop accepting. 2. Close every connection (their actors exit), telling MQTT 5 clients
+  // why (and where to go). 3. Stop I/O.
   for (auto& l : m.listeners) {
     l->stop();
+  }
+  std::string goodbye = shutdown_disconnect(m.ctx->cfg.mqtt5);
+  for (auto& w : m.workers) {
+    w->say_goodbye(goodbye);
+  }
+  // A client that does not read does not hold the shutdown up: what is not closed after the
+  // grace period is closed without flushing.
+  auto grace_end = std::chrono::steady_clock::now() + shutdown_grace;
+  auto open = [&] {
+    std::size_t n = 0;
+    for (auto& w : m.workers) {
+      n += w->open_count();
+    }
+    return n;
+  };
+  while (open() != 0 && std::chrono::steady_clock::now() < grace_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (auto& w : m.workers) {
     w->close_all("server shutting down");

@@ -315,6 +315,8 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) { c.mqtt5.topic_alias_maximum = as_u32(n, 0, 65535); }},
       {"mqtt5.response_information",
        [](config& c, const toml::node& n) { c.mqtt5.response_information = as_string(n); }},
+      {"mqtt5.server_reference",
+       [](config& c, const toml::node& n) { c.mqtt5.server_reference = as_string(n); }},
       {"mqtt5.shared_subscription_strategy",
        [](config& c, const toml::node& n) {
          auto v = as_string(n);

@@ -159,6 +159,10 @@ struct mqtt5_config {
   /// Prefix of the Response Information sent to a client that requests it (the client id is
   /// appended); empty: none is sent.
   std::string response_information;
+  /// Where MQTT 5 clients should reconnect when this node shuts down ("host:port", or several
+  /// separated by spaces, e.g. a Kubernetes Service): sent as Server Reference with DISCONNECT
+  /// 0x9C (use another server). Empty: they get DISCONNECT 0x8B (server shutting down).
+  std::string server_reference;
   /// How a message to a shared subscription group picks its member: "random", "round_robin",
   /// "sticky" or "hash_clientid".
   std::string shared_subscription_strategy = "random";

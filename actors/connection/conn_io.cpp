@@ -631,6 +631,13 @@ void conn_io::close(std::string reason, bool flush_first) {
              [self, reason = std::move(reason)] { self->do_close(reason); });
 }
 
+void conn_io::close_for_shutdown(const std::string& v5_disconnect) {
+  if (may_disconnect_.load(std::memory_order_relaxed)) {
+    send(v5_disconnect);
+  }
+  close("server shutting down", true);
+}
+
 void conn_io::do_close(const std::string& reason) {
   // Runs on the io thread only.
   bool was_closed;

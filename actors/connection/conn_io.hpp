@@ -74,6 +74,12 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// The owner then receives closed_atom exactly once.
   void close(std::string reason, bool flush = true);
 
+  /// The client speaks MQTT 5 and has its CONNACK: it may be sent DISCONNECT [MQTT-3.14.0-1].
+  void allow_disconnect() { may_disconnect_.store(true, std::memory_order_relaxed); }
+  /// Node shutdown: writes `v5_disconnect` to an MQTT 5 client that may be sent one, then
+  /// closes once it is written (the node closes what is still open after a grace period).
+  void close_for_shutdown(const std::string& v5_disconnect);
+
   /// The owner processed `n` packets (credit for back-pressure).
   void consumed(std::uint32_t n);
 
@@ -171,6 +177,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   std::atomic<std::int32_t> unconsumed_{0};
   std::atomic<bool> read_paused_{false};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> may_disconnect_{false};
   bool stop_reading_ = false;  // io thread: input was refused, the close is under way
   bool stopped_for_held_ = false;  // io thread: not reading until the held packets are released
   bool notified_ = false;

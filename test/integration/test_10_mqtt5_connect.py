@@ -1,6 +1,7 @@
 # MQTT 5 CONNECT / CONNACK / DISCONNECT / AUTH: properties, session expiry, clean start,
 # reason codes both ways, enhanced authentication refusal.
 
+import socket
 import subprocess
 import time
 
@@ -156,6 +157,35 @@ def test_session_takeover_disconnects_the_old_connection_with_0x8e(broker):
     new = raw5(b.port, cid)
     old.expect_disconnect(0x8E)
     new.disconnect()
+
+
+def test_shutdown_tells_v5_clients_server_shutting_down(broker):
+    b = broker()
+    v5, v3 = raw5(b.port), helpers.RawClient(b.port)
+    v3.connect_ok()
+    code, killed = b.stop()
+    assert (code, killed) == (0, False)
+    p = v5.expect_disconnect(0x8B)
+    assert p.prop("server_reference") is None
+    assert v3.wait_closed() == [], "an MQTT 3.1.1 client is only closed"
+
+
+def test_shutdown_points_v5_clients_to_the_server_reference(broker, tmp_path):
+    b = broker(mqtt5={"server_reference": "tern.example:1883"})
+    c = raw5(b.port)
+    connecting = RawClient5(b.port)  # no CONNACK yet: must not get a DISCONNECT [MQTT-3.14.0-1]
+    stalled = raw5(b.port)  # does not read: it must not hold the shutdown up
+    stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flood = raw5(b.port)
+    stalled.subscribe([("flood/#", 0)])
+    for _ in range(200):
+        flood.publish("flood/x", bytes(16384))
+    time.sleep(0.5)
+    code, killed = b.stop()
+    assert (code, killed) == (0, False)
+    p = c.expect_disconnect(0x9C)
+    assert p.prop("server_reference") == "tern.example:1883"
+    assert connecting.wait_closed() == []
 
 
 def test_unknown_authentication_method_is_refused_with_0x8c(broker):

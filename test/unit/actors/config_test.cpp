@@ -86,6 +86,7 @@ void check_same(const config& a, const config& b) {
   CHECK(a.mqtt5.max_keepalive == b.mqtt5.max_keepalive);
   CHECK(a.mqtt5.topic_alias_maximum == b.mqtt5.topic_alias_maximum);
   CHECK(a.mqtt5.response_information == b.mqtt5.response_information);
+  CHECK(a.mqtt5.server_reference == b.mqtt5.server_reference);
   CHECK(a.mqtt5.shared_subscription_strategy == b.mqtt5.shared_subscription_strategy);
   CHECK(a.http.enabled == b.http.enabled);
   CHECK(a.http.bind == b.http.bind);
@@ -523,11 +524,13 @@ TEST_CASE("config: [mqtt5] keys", "[config]") {
 max_keepalive = 120
 topic_alias_maximum = 0
 response_information = "reply/"
+server_reference = "tern:1883"
 shared_subscription_strategy = "hash_clientid"
 )");
   CHECK(c.mqtt5.max_keepalive == 120);
   CHECK(c.mqtt5.topic_alias_maximum == 0);
   CHECK(c.mqtt5.response_information == "reply/");
+  CHECK(c.mqtt5.server_reference == "tern:1883");
   CHECK(c.mqtt5.shared_subscription_strategy == "hash_clientid");
   auto bad = parse(R"([mqtt5]
 shared_subscription_strategy = "fastest"
