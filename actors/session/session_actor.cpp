@@ -348,12 +348,9 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
   }
   auto finish = [self, ack = std::move(ack), retained_for = std::move(retained_for)]() {
     auto& st = self->state;
-    if (st.io) {
-      std::string bytes;
-      mqtt::encode(ack, st.version, bytes);
-      st.io->send(std::move(bytes));
-    }
-    // [MQTT-3.3.1-8] retained messages go out with RETAIN set, after the SUBACK.
+    // The retained messages are looked up before the SUBACK is written: a message the client
+    // publishes once it has the SUBACK reaches it live, never a second time as retained.
+    std::vector<delivery> retained;
     for (auto& [filter, rh] : retained_for) {
       auto opts = st.subs.find(filter);
       if (opts == st.subs.end()) {
@@ -364,8 +361,17 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
         if (opts->second.subscription_id != 0) {
           d.subscription_ids.push_back(opts->second.subscription_id);
         }
-        deliver(self, std::move(d));
+        retained.push_back(std::move(d));
       }
+    }
+    if (st.io) {
+      std::string bytes;
+      mqtt::encode(ack, st.version, bytes);
+      st.io->send(std::move(bytes));
+    }
+    // [MQTT-3.3.1-8] retained messages go out with RETAIN set, after the SUBACK.
+    for (auto& d : retained) {
+      deliver(self, std::move(d));
     }
   };
   if (adds.empty()) {
