@@ -1157,6 +1157,7 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   ctx->route_changed = [handle](const std::string& filter, bool added) {
     caf::anon_send(handle, route_atom::value, filter, added);
   };
+  ctx->remote_routes = [routes] { return routes->all(); };
   auto backlog = impl_->backlog;
   std::size_t max_queue = cc.max_forward_queue;
   auto* stats = &ctx->stats;

@@ -163,6 +163,15 @@ std::vector<std::string> route_view::filters_of(const std::string& node) const {
   return {n->second.begin(), n->second.end()};
 }
 
+std::map<std::string, std::vector<std::string>> route_view::all() const {
+  std::shared_lock lock{mtx_};
+  std::map<std::string, std::vector<std::string>> out;
+  for (auto& [filter, nodes] : nodes_by_filter_) {
+    out.emplace(filter, std::vector<std::string>(nodes.begin(), nodes.end()));
+  }
+  return out;
+}
+
 std::size_t route_view::route_count() const {
   std::shared_lock lock{mtx_};
   return count_;

@@ -44,6 +44,8 @@ class route_view {
 
   /// Filters `node` has, sorted (tests, status).
   std::vector<std::string> filters_of(const std::string& node) const;
+  /// Every filter (shared groups as "$share/g/filter") with the nodes that have it.
+  std::map<std::string, std::vector<std::string>> all() const;
   std::size_t route_count() const;  ///< (filter, node) pairs
   std::size_t filter_count() const;
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -118,6 +119,8 @@ struct context {
   std::function<void(const message_ptr&, const std::vector<router::share_key>& served_here)>
       forward_remote;
   std::function<void(const std::string& filter, bool added)> route_changed;
+  /// The routes replicated from the other nodes: filter -> nodes with a subscriber (sorted).
+  std::function<std::map<std::string, std::vector<std::string>>()> remote_routes;
   /// The cluster actor (claims client ids cluster-wide before a session opens); null alone.
   caf::actor cluster;
   /// MQTT 5 enhanced authentication methods (AUTH); set before any listener starts.

@@ -647,16 +647,22 @@ struct api::impl {
     if (!p) {
       return error(400, why);
     }
-    std::vector<std::string> filters;
-    ctx->routes.for_each(
-        [&](std::string_view filter, const auto&) { filters.emplace_back(filter); });
-    std::sort(filters.begin(), filters.end());
-    filters.erase(std::unique(filters.begin(), filters.end()), filters.end());
+    // This node's filters, and those replicated from the other nodes of the cluster.
+    std::map<std::string, std::vector<std::string>> nodes_by_filter;
+    if (ctx->remote_routes) {
+      nodes_by_filter = ctx->remote_routes();
+    }
+    ctx->routes.for_each_key([&](std::string_view filter) {
+      auto& nodes = nodes_by_filter[std::string(filter)];
+      if (std::find(nodes.begin(), nodes.end(), node()) == nodes.end()) {
+        nodes.insert(std::upper_bound(nodes.begin(), nodes.end(), node()), node());
+      }
+    });
     auto topic = q.find("topic");
     json items = json::array();
-    for (auto& f : filters) {
+    for (auto& [f, nodes] : nodes_by_filter) {
       if (topic == q.end() || topic->second == f) {
-        items.push_back(json{{"topic", f}, {"nodes", json::array({node()})}});
+        items.push_back(json{{"topic", f}, {"nodes", nodes}});
       }
     }
     return json_response(200, paged(items, *p));

@@ -233,6 +233,23 @@ class route_table {
     }
   }
 
+  /// Calls f(key) for every subscription key with a subscriber on this node: each plain
+  /// filter once, and each shared subscription ("$share/g/f", "$queue/f") with a member.
+  template <class F>
+  void for_each_key(F&& f) const {
+    std::shared_lock lock{mtx_};
+    for (auto& kv : subs_) {
+      if (!kv.second->subs.empty()) {
+        f(std::string_view{kv.second->filter});
+      }
+      for (auto& g : kv.second->groups) {
+        if (!g->members.empty()) {
+          f(std::string_view{*g->key});
+        }
+      }
+    }
+  }
+
   /// Whether the subscription key `filter` has a subscriber on this node: a plain filter at
   /// least one plain subscriber, a shared subscription ("$share/g/f", "$queue/f") a member.
   /// These keys are what the cluster replicates.

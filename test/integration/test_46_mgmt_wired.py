@@ -207,6 +207,32 @@ def test_cluster_status_lists_both_nodes(cluster):
     assert view(a1) == {"n1": "running"}
 
 
+def test_routes_list_every_node_of_the_cluster(cluster):
+    n1, n2 = cluster.start(2)
+    a1 = node_api(n1)
+    s1, s2 = RawClient(n1.port), RawClient(n2.port)
+    s1.connect_ok()
+    s2.connect_ok()
+    s1.subscribe([("rt/one/#", 1), ("rt/both", 0), ("$share/g/rt/shared", 1)])
+    s2.subscribe([("rt/two", 1), ("rt/both", 0), ("$share/g/rt/shared", 1)])
+    want = {"rt/one/#": ["n1"], "rt/two": ["n2"], "rt/both": ["n1", "n2"],
+            "$share/g/rt/shared": ["n1", "n2"]}
+
+    def routes():
+        items = a1.get("/api/v1/routes?limit=1000")["items"]
+        return {r["topic"]: r["nodes"] for r in items if "rt/" in r["topic"]}
+    wait_for("routes of both nodes", lambda: routes() == want)
+    r = mh.ctl(n1.http_port, "routes", "list")
+    assert r.returncode == 0 and any(ln.split()[:1] == ["rt/two"] and "n2" in ln
+                                     for ln in r.stdout.splitlines()), r.stdout
+    # A node that goes away takes its routes with it.
+    s2.close()
+    n2.kill9()
+    del want["rt/two"]
+    want["rt/both"] = want["$share/g/rt/shared"] = ["n1"]
+    wait_for("n2's routes purged", lambda: routes() == want)
+
+
 def test_cluster_leave_then_join(cluster):
     n1, n2, n3 = cluster.start(3)
     a1, a2, a3 = node_api(n1), node_api(n2), node_api(n3)

@@ -423,3 +423,23 @@ TEST_CASE("route_table: has_key tells plain filters and shared groups apart",
   CHECK_FALSE(t.has_key("$share/g/a/b"));
   CHECK_FALSE(t.has_key("x"));
 }
+
+TEST_CASE("route_table: for_each_key lists the keys the cluster replicates", "[route_table][shared]") {
+  route_table<std::string> t;
+  auto keys = [&] {
+    std::vector<std::string> out;
+    t.for_each_key([&](std::string_view k) { out.emplace_back(k); });
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  t.add("a/#", "s1", opts(qos::at_most_once));
+  t.add("a/#", "s2", opts(qos::at_most_once));
+  t.add("$share/g/a/#", "s3", opts(qos::at_least_once));
+  t.add("$queue/q/x", "s4", opts(qos::at_least_once));
+  CHECK(keys() == std::vector<std::string>{"$queue/q/x", "$share/g/a/#", "a/#"});
+  t.remove("a/#", "s1");
+  t.remove("a/#", "s2");  // the plain filter goes, its shared group stays
+  CHECK(keys() == std::vector<std::string>{"$queue/q/x", "$share/g/a/#"});
+  t.remove("$share/g/a/#", "s3");
+  CHECK(keys() == std::vector<std::string>{"$queue/q/x"});
+}
