@@ -27,6 +27,28 @@ struct cluster_status {
   std::string ready_reason;
 };
 
+/// One node's connected clients, as the management API shows them.
+struct client_entry {
+  std::string client_id;
+  std::string username;
+  std::string peer;
+  std::uint8_t proto_level = 4;
+  std::uint16_t keepalive = 0;
+  bool clean_start = true;
+  std::int64_t connected_at_ms = 0;
+};
+
+struct node_clients {
+  std::string node;
+  std::vector<client_entry> clients;
+};
+
+/// The other members' clients; `missing`: members that did not answer in time.
+struct remote_clients {
+  std::vector<node_clients> nodes;
+  std::vector<std::string> missing;
+};
+
 /// Answer to join / leave / remove: an HTTP-like status and a message.
 struct admin_reply {
   unsigned status = 200;
@@ -41,8 +63,11 @@ using cjoin_atom = caf::atom_constant<caf::atom("cjoin")>;
 using cdepart_atom = caf::atom_constant<caf::atom("cdepart")>;
 /// (std::string node) -> admin_reply: forget a stopped node cluster-wide
 using cremove_atom = caf::atom_constant<caf::atom("cremove")>;
+/// () -> remote_clients: the clients connected to the other members (each asked once)
+using cclients_atom = caf::atom_constant<caf::atom("cclients")>;
 
 }  // namespace tern::cluster
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::cluster_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::admin_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::remote_clients)

@@ -72,6 +72,10 @@ using leave_atom = caf::atom_constant<caf::atom("cleave")>;
 using adv_atom = caf::atom_constant<caf::atom("cadv")>;
 using flush_atom = caf::atom_constant<caf::atom("cflush")>;
 using takeover_timeout_atom = caf::atom_constant<caf::atom("ctkotmo")>;
+using clients_timeout_atom = caf::atom_constant<caf::atom("ccltmo")>;
+
+/// How long a cluster-wide client listing waits for the other members.
+constexpr auto clients_query_timeout = std::chrono::seconds(2);
 
 struct settings {
   std::string name;
@@ -127,6 +131,12 @@ struct cluster_state {
   std::map<std::string, owner> registry;  ///< client id -> node with its session
   std::uint64_t next_request = 1;
   std::map<std::uint64_t, caf::response_promise> takeovers;  ///< waiting for a transfer
+  struct clients_query {
+    caf::response_promise rp;
+    remote_clients out;
+    std::set<std::string> waiting;  ///< members that have not answered yet
+  };
+  std::map<std::uint64_t, clients_query> clients_queries;
   bool leaving = false;
   bool flush_scheduled = false;
   // Management: joins asked for by address, and what readiness needs.
@@ -410,6 +420,18 @@ void drop_peer(self_ptr self, std::string name, bool left, const std::string& wh
   for (auto r = st.registry.begin(); r != st.registry.end();) {
     r = r->second.node == name ? st.registry.erase(r) : std::next(r);
   }
+  // Client listings waiting for it get its name as missing instead of waiting out the timeout.
+  for (auto q = st.clients_queries.begin(); q != st.clients_queries.end();) {
+    if (q->second.waiting.erase(name) != 0) {
+      q->second.out.missing.push_back(name);
+    }
+    if (q->second.waiting.empty()) {
+      q->second.rp.deliver(std::move(q->second.out));
+      q = st.clients_queries.erase(q);
+    } else {
+      ++q;
+    }
+  }
   if (left) {
     spdlog::info("cluster: node {} left; purged {} routes in {} us; members: {}", name, purged,
                  us, members_line(self));
@@ -648,6 +670,45 @@ void on_wire(self_ptr self, const wire_bytes& w) {
     case pb::Envelope::kClaim:
       apply_claim(self, env.claim());
       return;
+    case pb::Envelope::kClientsQuery: {
+      pb::Envelope r;
+      auto* reply = r.mutable_clients_reply();
+      reply->set_id(env.clients_query().id());
+      reply->set_node(st.cfg.name);
+      for (auto& c : st.ctx->clients.snapshot()) {
+        auto* e = reply->add_clients();
+        e->set_client_id(c.client_id);
+        e->set_username(c.username);
+        e->set_peer(c.peer);
+        e->set_proto_level(c.proto_level);
+        e->set_keepalive(c.keepalive);
+        e->set_clean_start(c.clean_start);
+        e->set_connected_at_ms(c.connected_at_ms);
+      }
+      send_env(self, sender, r);
+      return;
+    }
+    case pb::Envelope::kClientsReply: {
+      auto& r = env.clients_reply();
+      auto q = st.clients_queries.find(r.id());
+      if (q == st.clients_queries.end() || q->second.waiting.erase(*from) == 0) {
+        return;  // answered after the timeout, or not asked
+      }
+      node_clients n;
+      n.node = *from;
+      for (auto& e : r.clients()) {
+        n.clients.push_back(client_entry{e.client_id(), e.username(), e.peer(),
+                                         static_cast<std::uint8_t>(e.proto_level()),
+                                         static_cast<std::uint16_t>(e.keepalive()),
+                                         e.clean_start(), e.connected_at_ms()});
+      }
+      q->second.out.nodes.push_back(std::move(n));
+      if (q->second.waiting.empty()) {
+        q->second.rp.deliver(std::move(q->second.out));
+        st.clients_queries.erase(q);
+      }
+      return;
+    }
     case pb::Envelope::kUnclaim: {
       auto& u = env.unclaim();
       auto it = st.registry.find(u.client_id());
@@ -934,6 +995,41 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         u.mutable_unclaim()->set_client_id(client_id);
         u.mutable_unclaim()->set_node(st.cfg.name);
         broadcast(self, u);
+      },
+      [self](cclients_atom) {
+        auto& st = self->state;
+        auto rp = self->make_response_promise();
+        if (st.peers.empty()) {
+          rp.deliver(remote_clients{});
+          return rp;
+        }
+        auto id = st.next_request++;
+        auto& q = st.clients_queries[id];
+        q.rp = rp;
+        pb::Envelope e;
+        e.mutable_clients_query()->set_id(id);
+        for (auto& [n, p] : st.peers) {
+          q.waiting.insert(n);
+          send_env(self, p.handle, e);
+        }
+        self->delayed_send(self, clients_query_timeout, clients_timeout_atom::value, id);
+        return rp;
+      },
+      [self](clients_timeout_atom, std::uint64_t id) {
+        auto& st = self->state;
+        auto q = st.clients_queries.find(id);
+        if (q == st.clients_queries.end()) {
+          return;
+        }
+        std::string names;
+        for (auto& n : q->second.waiting) {
+          names += (names.empty() ? "" : ", ") + n;
+          q->second.out.missing.push_back(n);
+        }
+        spdlog::warn("cluster: no client list from {} within {} s", names,
+                     clients_query_timeout.count());
+        q->second.rp.deliver(std::move(q->second.out));
+        st.clients_queries.erase(q);
       },
       [self](takeover_timeout_atom, std::uint64_t id) {
         auto it = self->state.takeovers.find(id);

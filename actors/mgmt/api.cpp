@@ -212,6 +212,18 @@ struct api::impl {
     return out;
   }
 
+  /// The clients of the other cluster members (nullopt: the cluster layer did not answer).
+  std::optional<cluster::remote_clients> other_nodes_clients() {
+    std::optional<cluster::remote_clients> out;
+    caf::scoped_actor self{sys};
+    self->request(ctx->cluster, std::chrono::seconds(4), cluster::cclients_atom::value)
+        .receive([&](cluster::remote_clients& r) { out = std::move(r); },
+                 [&](caf::error& e) {
+                   spdlog::warn("management: cluster client list failed: {}", sys.render(e));
+                 });
+    return out;
+  }
+
   /// Sends a join / leave / remove request to the cluster actor and turns its answer into
   /// a response. A join waits for the handshake (the cluster's connect timeout is 5 s).
   template <class... Ts>
@@ -510,7 +522,35 @@ struct api::impl {
         items.push_back(client_json(c));
       }
     }
-    return json_response(200, paged(items, *p));
+    // In a cluster, the other members' clients too (unless the node filter names this one).
+    json missing = json::array();
+    auto only = q.find("node");
+    if (ctx->cluster && (only == q.end() || only->second != node())) {
+      auto others = other_nodes_clients();
+      if (!others) {
+        return error(503, "the cluster layer did not answer");
+      }
+      for (auto& n : others->nodes) {
+        for (auto& e : n.clients) {
+          if (want("clientid", e.client_id) && want("username", e.username) &&
+              want("node", n.node)) {
+            client_info c{e.client_id,   e.username,    e.peer, e.proto_level, e.keepalive,
+                          e.clean_start, e.connected_at_ms, 0, caf::actor{}};
+            auto j = client_json(c);
+            j["node"] = n.node;
+            items.push_back(std::move(j));
+          }
+        }
+      }
+      for (auto& m : others->missing) {
+        missing.push_back(m);
+      }
+    }
+    auto out = paged(items, *p);
+    if (!missing.empty()) {
+      out["missing_nodes"] = missing;  // members that did not answer: the list lacks theirs
+    }
+    return json_response(200, out);
   }
 
   http_response client(const std::string& id) {

@@ -124,18 +124,25 @@ void footer(const json& j) {
     }
     std::cout << "\n";
   }
+  if (j.is_object() && j.contains("missing_nodes")) {
+    std::string names;
+    for (auto& n : j["missing_nodes"]) {
+      names += (names.empty() ? "" : ", ") + str(n);
+    }
+    std::cerr << "warning: no answer from " << names << ": their entries are missing\n";
+  }
 }
 
 void show_clients(const json& j) {
   std::vector<std::vector<std::string>> rows;
   for (auto& c : items(j)) {
-    rows.push_back({field(c, "clientid"), field(c, "username"), field(c, "ipaddress"),
-                    field(c, "proto_name"), field(c, "keepalive"), field(c, "clean_start"),
-                    field(c, "connected_at")});
+    rows.push_back({field(c, "clientid"), field(c, "username"), field(c, "node"),
+                    field(c, "ipaddress"), field(c, "proto_name"), field(c, "keepalive"),
+                    field(c, "clean_start"), field(c, "connected_at")});
   }
-  print(
-      table({"CLIENT ID", "USERNAME", "ADDRESS", "PROTOCOL", "KEEPALIVE", "CLEAN", "CONNECTED AT"},
-            rows));
+  print(table({"CLIENT ID", "USERNAME", "NODE", "ADDRESS", "PROTOCOL", "KEEPALIVE", "CLEAN",
+               "CONNECTED AT"},
+              rows));
   footer(j);
 }
 
@@ -274,6 +281,7 @@ int main(int argc, char** argv) {
   static std::string id;
   static std::string f_clientid;
   static std::string f_username;
+  static std::string f_node;
   static int page = 1;
   static int limit = 1000;
   auto add_paging = [](CLI::App* cmd) {
@@ -285,11 +293,14 @@ int main(int argc, char** argv) {
   auto* clients_list = clients->add_subcommand("list", "list connected clients");
   clients_list->add_option("--clientid", f_clientid, "only this client id");
   clients_list->add_option("--username", f_username, "only this username");
+  clients_list->add_option("--node", f_node, "only the clients of this cluster node");
   add_paging(clients_list);
   on(clients_list, [](ctl& c) {
     return c.call(
         "GET",
-        "clients" + paging_query(page, limit, {{"clientid", f_clientid}, {"username", f_username}}),
+        "clients" + paging_query(page, limit,
+                                 {{"clientid", f_clientid}, {"username", f_username},
+                                  {"node", f_node}}),
         nullptr, show_clients);
   });
   auto* clients_show = clients->add_subcommand("show", "details of one client");

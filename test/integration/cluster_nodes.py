@@ -134,6 +134,13 @@ class Node:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(STOP_TIMEOUT)
 
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets but answers nothing (a hung node)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def is_alive(self):
         return self.proc is not None and self.proc.poll() is None
 

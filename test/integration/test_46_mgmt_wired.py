@@ -233,6 +233,41 @@ def test_routes_list_every_node_of_the_cluster(cluster):
     wait_for("n2's routes purged", lambda: routes() == want)
 
 
+def test_clients_list_every_node_of_the_cluster(cluster):
+    n1, n2, n3 = cluster.start(3)
+    a1 = node_api(n1)
+    ids, conns = {}, []
+    for n, user in ((n1, "u-one"), (n2, "u-two"), (n3, "u-three")):
+        c = RawClient(n.port)
+        c.connect_ok(helpers.unique("cl"), username=user)
+        ids[n.name] = c.client_id
+        conns.append(c)  # kept open for the whole test
+
+    def listed(query=""):
+        r = a1.get("/api/v1/clients?limit=1000" + query)
+        assert "missing_nodes" not in r, r
+        return {c["clientid"]: (c["node"], c["username"]) for c in r["items"]
+                if c["clientid"] in ids.values()}
+    # A connection registers for the API just after its CONNACK: wait for all three.
+    wait_for("clients of all nodes", lambda: len(listed()) == 3)
+    assert listed() == {ids["n1"]: ("n1", "u-one"), ids["n2"]: ("n2", "u-two"),
+                        ids["n3"]: ("n3", "u-three")}
+    assert listed("&node=n2") == {ids["n2"]: ("n2", "u-two")}
+    assert listed("&node=n1") == {ids["n1"]: ("n1", "u-one")}
+    assert listed("&username=u-three") == {ids["n3"]: ("n3", "u-three")}
+    r = mh.ctl(n1.http_port, "clients", "list", "--node", "n3")
+    assert r.returncode == 0 and ids["n3"] in r.stdout and ids["n1"] not in r.stdout, r.stdout
+    # A member that stops answering is named, not waited for forever; the rest is listed.
+    n3.pause()
+    try:
+        r = a1.get("/api/v1/clients?limit=1000")
+        got = {c["clientid"] for c in r["items"]}
+        assert ids["n1"] in got and ids["n2"] in got and ids["n3"] not in got
+        assert r.get("missing_nodes") == ["n3"] or view(a1)["n3"] == "stopped", r
+    finally:
+        n3.resume()
+
+
 def test_cluster_leave_then_join(cluster):
     n1, n2, n3 = cluster.start(3)
     a1, a2, a3 = node_api(n1), node_api(n2), node_api(n3)
