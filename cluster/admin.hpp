@@ -49,6 +49,12 @@ struct remote_clients {
   std::vector<std::string> missing;
 };
 
+/// A client looked up on the node that holds it (`node` empty: connected to no member).
+struct remote_client {
+  std::string node;
+  client_entry info;
+};
+
 /// Answer to join / leave / remove: an HTTP-like status and a message.
 struct admin_reply {
   unsigned status = 200;
@@ -65,9 +71,13 @@ using cdepart_atom = caf::atom_constant<caf::atom("cdepart")>;
 using cremove_atom = caf::atom_constant<caf::atom("cremove")>;
 /// () -> remote_clients: the clients connected to the other members (each asked once)
 using cclients_atom = caf::atom_constant<caf::atom("cclients")>;
+/// (std::string client_id, bool kick) -> remote_client: a client connected to another member
+/// (kicked there when `kick`)
+using cclient_atom = caf::atom_constant<caf::atom("cclient")>;
 
 }  // namespace tern::cluster
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::cluster_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::admin_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::remote_clients)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tern::cluster::remote_client)

@@ -74,8 +74,28 @@ using flush_atom = caf::atom_constant<caf::atom("cflush")>;
 using takeover_timeout_atom = caf::atom_constant<caf::atom("ctkotmo")>;
 using clients_timeout_atom = caf::atom_constant<caf::atom("ccltmo")>;
 
-/// How long a cluster-wide client listing waits for the other members.
+/// How long a cluster-wide client listing (or lookup) waits for the other members.
 constexpr auto clients_query_timeout = std::chrono::seconds(2);
+
+void to_pb(const actors::mgmt::client_info& c, pb::ClientInfo& e) {
+  e.set_client_id(c.client_id);
+  e.set_username(c.username);
+  e.set_peer(c.peer);
+  e.set_proto_level(c.proto_level);
+  e.set_keepalive(c.keepalive);
+  e.set_clean_start(c.clean_start);
+  e.set_connected_at_ms(c.connected_at_ms);
+}
+
+client_entry from_pb(const pb::ClientInfo& e) {
+  return client_entry{e.client_id(),
+                      e.username(),
+                      e.peer(),
+                      static_cast<std::uint8_t>(e.proto_level()),
+                      static_cast<std::uint16_t>(e.keepalive()),
+                      e.clean_start(),
+                      e.connected_at_ms()};
+}
 
 struct settings {
   std::string name;
@@ -137,6 +157,7 @@ struct cluster_state {
     std::set<std::string> waiting;  ///< members that have not answered yet
   };
   std::map<std::uint64_t, clients_query> clients_queries;
+  std::map<std::uint64_t, std::pair<std::string, caf::response_promise>> client_lookups;
   bool leaving = false;
   bool flush_scheduled = false;
   // Management: joins asked for by address, and what readiness needs.
@@ -420,6 +441,14 @@ void drop_peer(self_ptr self, std::string name, bool left, const std::string& wh
   for (auto r = st.registry.begin(); r != st.registry.end();) {
     r = r->second.node == name ? st.registry.erase(r) : std::next(r);
   }
+  for (auto l = st.client_lookups.begin(); l != st.client_lookups.end();) {
+    if (l->second.first == name) {
+      l->second.second.deliver(caf::make_error(caf::sec::request_receiver_down));
+      l = st.client_lookups.erase(l);
+    } else {
+      ++l;
+    }
+  }
   // Client listings waiting for it get its name as missing instead of waiting out the timeout.
   for (auto q = st.clients_queries.begin(); q != st.clients_queries.end();) {
     if (q->second.waiting.erase(name) != 0) {
@@ -676,16 +705,40 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       reply->set_id(env.clients_query().id());
       reply->set_node(st.cfg.name);
       for (auto& c : st.ctx->clients.snapshot()) {
-        auto* e = reply->add_clients();
-        e->set_client_id(c.client_id);
-        e->set_username(c.username);
-        e->set_peer(c.peer);
-        e->set_proto_level(c.proto_level);
-        e->set_keepalive(c.keepalive);
-        e->set_clean_start(c.clean_start);
-        e->set_connected_at_ms(c.connected_at_ms);
+        to_pb(c, *reply->add_clients());
       }
       send_env(self, sender, r);
+      return;
+    }
+    case pb::Envelope::kClientLookup: {
+      auto& l = env.client_lookup();
+      pb::Envelope r;
+      auto* found = r.mutable_client_found();
+      found->set_id(l.id());
+      if (auto c = st.ctx->clients.find(l.client_id())) {
+        found->set_found(true);
+        to_pb(*c, *found->mutable_info());
+        if (l.kick()) {
+          spdlog::info("management: kicking client {} (asked by node {})", l.client_id(), *from);
+          caf::anon_send(c->conn, actors::kick_atom::value);
+        }
+      }
+      send_env(self, sender, r);
+      return;
+    }
+    case pb::Envelope::kClientFound: {
+      auto& f = env.client_found();
+      auto it = st.client_lookups.find(f.id());
+      if (it == st.client_lookups.end()) {
+        return;
+      }
+      remote_client out;
+      if (f.found()) {
+        out.node = *from;
+        out.info = from_pb(f.info());
+      }
+      it->second.second.deliver(std::move(out));
+      st.client_lookups.erase(it);
       return;
     }
     case pb::Envelope::kClientsReply: {
@@ -697,10 +750,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       node_clients n;
       n.node = *from;
       for (auto& e : r.clients()) {
-        n.clients.push_back(client_entry{e.client_id(), e.username(), e.peer(),
-                                         static_cast<std::uint8_t>(e.proto_level()),
-                                         static_cast<std::uint16_t>(e.keepalive()),
-                                         e.clean_start(), e.connected_at_ms()});
+        n.clients.push_back(from_pb(e));
       }
       q->second.out.nodes.push_back(std::move(n));
       if (q->second.waiting.empty()) {
@@ -1015,8 +1065,36 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         self->delayed_send(self, clients_query_timeout, clients_timeout_atom::value, id);
         return rp;
       },
+      [self](cclient_atom, const std::string& client_id, bool kick) {
+        // The registry says which member holds the client's session; that member answers
+        // whether the client is connected there.
+        auto& st = self->state;
+        auto rp = self->make_response_promise();
+        auto owner = st.registry.find(client_id);
+        auto p = owner == st.registry.end() ? st.peers.end() : st.peers.find(owner->second.node);
+        if (p == st.peers.end()) {
+          rp.deliver(remote_client{});
+          return rp;
+        }
+        auto id = st.next_request++;
+        st.client_lookups.emplace(id, std::make_pair(p->first, rp));
+        pb::Envelope e;
+        e.mutable_client_lookup()->set_id(id);
+        e.mutable_client_lookup()->set_client_id(client_id);
+        e.mutable_client_lookup()->set_kick(kick);
+        send_env(self, p->second.handle, e);
+        self->delayed_send(self, clients_query_timeout, clients_timeout_atom::value, id);
+        return rp;
+      },
       [self](clients_timeout_atom, std::uint64_t id) {
         auto& st = self->state;
+        if (auto l = st.client_lookups.find(id); l != st.client_lookups.end()) {
+          spdlog::warn("cluster: no answer from {} about client details within {} s",
+                       l->second.first, clients_query_timeout.count());
+          l->second.second.deliver(caf::make_error(caf::sec::request_timeout));
+          st.client_lookups.erase(l);
+          return;
+        }
         auto q = st.clients_queries.find(id);
         if (q == st.clients_queries.end()) {
           return;

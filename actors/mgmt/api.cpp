@@ -242,6 +242,14 @@ struct api::impl {
 
   // --- JSON views -------------------------------------------------------------------------
 
+  /// A client of another cluster member.
+  json client_json(const cluster::client_entry& e, const std::string& on_node) const {
+    auto j = client_json(client_info{e.client_id, e.username, e.peer, e.proto_level, e.keepalive,
+                                     e.clean_start, e.connected_at_ms, 0, caf::actor{}});
+    j["node"] = on_node;
+    return j;
+  }
+
   json client_json(const client_info& c) const {
     return json{{"clientid", c.client_id},
                 {"username", c.username.empty() ? json(nullptr) : json(c.username)},
@@ -534,11 +542,7 @@ struct api::impl {
         for (auto& e : n.clients) {
           if (want("clientid", e.client_id) && want("username", e.username) &&
               want("node", n.node)) {
-            client_info c{e.client_id,   e.username,    e.peer, e.proto_level, e.keepalive,
-                          e.clean_start, e.connected_at_ms, 0, caf::actor{}};
-            auto j = client_json(c);
-            j["node"] = n.node;
-            items.push_back(std::move(j));
+            items.push_back(client_json(e, n.node));
           }
         }
       }
@@ -553,10 +557,40 @@ struct api::impl {
     return json_response(200, out);
   }
 
+  /// A client connected to another cluster member, found (and kicked there when `kick`)
+  /// through the cluster; nullopt when the cluster layer did not answer.
+  std::optional<cluster::remote_client> other_node_client(const std::string& id, bool kick) {
+    std::optional<cluster::remote_client> out;
+    caf::scoped_actor self{sys};
+    self->request(ctx->cluster, std::chrono::seconds(4), cluster::cclient_atom::value, id, kick)
+        .receive([&](cluster::remote_client& r) { out = std::move(r); },
+                 [&](caf::error& e) {
+                   spdlog::warn("management: cluster client lookup failed: {}", sys.render(e));
+                 });
+    return out;
+  }
+
+  /// A client connected to no node of the cluster (or to this node only, when alone).
+  http_response not_connected(const std::string& id) {
+    return error(404, "client " + id + " is not connected to " +
+                          (ctx->cluster ? "any node of the cluster" : "this node"));
+  }
+
   http_response client(const std::string& id) {
     auto c = ctx->clients.find(id);
+    if (!c && ctx->cluster) {
+      // On another member: what the listing shows, and which node to ask for its session.
+      auto r = other_node_client(id, false);
+      if (!r) {
+        return error(503, "the node holding client " + id + " did not answer");
+      }
+      if (r->node.empty()) {
+        return not_connected(id);
+      }
+      return json_response(200, client_json(r->info, r->node));
+    }
     if (!c) {
-      return error(404, "client " + id + " is not connected to this node");
+      return not_connected(id);
     }
     auto j = client_json(*c);
     if (auto d = session_of(id)) {
@@ -570,8 +604,19 @@ struct api::impl {
 
   http_response kick(const std::string& id) {
     auto c = ctx->clients.find(id);
+    if (!c && ctx->cluster) {
+      auto r = other_node_client(id, true);
+      if (!r) {
+        return error(503, "the node holding client " + id + " did not answer");
+      }
+      if (r->node.empty()) {
+        return not_connected(id);
+      }
+      spdlog::info("management: kicked client {} on node {}", id, r->node);
+      return json_response(200, json{{"kicked", id}, {"node", r->node}});
+    }
     if (!c) {
-      return error(404, "client " + id + " is not connected to this node");
+      return not_connected(id);
     }
     spdlog::info("management: kicking client {}", id);
     caf::anon_send(c->conn, kick_atom::value);
