@@ -135,8 +135,22 @@ class Node:
         self.proc.wait(STOP_TIMEOUT)
 
     def pause(self):
-        """SIGSTOP: the process keeps its sockets but answers nothing (a hung node)."""
+        """SIGSTOP: the process keeps its sockets but answers nothing (a hung node). Returns
+        once every thread is stopped."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = []
+            for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+                try:
+                    with open(f"/proc/{self.proc.pid}/task/{t}/stat") as f:
+                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+                except OSError:
+                    pass  # a thread that just ended
+            if states and all(s in "tT" for s in states):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"{self.name} did not stop on SIGSTOP")
 
     def resume(self):
         os.kill(self.proc.pid, signal.SIGCONT)
