@@ -11,6 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/access/engine.hpp"
+#include "actors/bridge/bridge.hpp"
+#include "actors/bridge/rules.hpp"
 #include "actors/broker/context.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
@@ -155,6 +157,7 @@ struct node::impl : listener::io_pool {
   cluster::node_cluster cluster;  // membership, route replication, forwarding
   std::vector<std::unique_ptr<io_worker>> workers;
   std::vector<std::unique_ptr<listener::listener>> listeners;
+  std::shared_ptr<bridge::link_set> bridge_links;  // sockets of this node's bridges
   std::atomic<std::size_t> next_worker{0};
   bool running = false;
 
@@ -240,7 +243,25 @@ std::optional<std::string> node::start() {
     return *err;
   }
 
-  // tern (one_for_one): router, then the session manager; stopped in reverse order.
+  const std::uint32_t io_threads = cfg.io_threads ? cfg.io_threads : cores;
+  for (std::uint32_t i = 0; i < io_threads; ++i) {
+    m.workers.push_back(std::make_unique<io_worker>());
+  }
+  // Bridges: their counters exist for every configured bridge; actors only where they run.
+  for (auto& [name, bc] : cfg.bridges) {
+    auto st = std::make_shared<bridge::bridge_stats>();
+    st->name = name;
+    st->address = bc.address;
+    st->runs_here = bridge::runs_on(bc, cfg.node_name);
+    if (!st->runs_here) {
+      spdlog::info("bridge {}: runs on node {}, not here", name, bc.node);
+    }
+    m.ctx->bridges.push_back(std::move(st));
+  }
+  m.bridge_links = bridge::make_link_set(m.workers.back()->io);
+
+  // tern (one_for_one): router, the session manager, then the bridges; stopped in reverse
+  // order.
   supervision::supervisor_spec root;
   root.strategy = supervision::restart_strategy::one_for_one;
   root.intensity = 10;
@@ -260,16 +281,16 @@ std::optional<std::string> node::start() {
         ctx->set_sessions(a);
         return a;
       }});
+  if (std::any_of(ctx->bridges.begin(), ctx->bridges.end(),
+                  [](const auto& b) { return b->runs_here; })) {
+    root.children.push_back(bridge::bridges_supervisor(ctx, m.bridge_links));
+  }
   auto started = supervision::start_supervisor(*m.sys, std::move(root));
   if (!started) {
     return "cannot start the node's actors: " + m.sys->render(started.error());
   }
   m.root = *started;
 
-  const std::uint32_t io_threads = cfg.io_threads ? cfg.io_threads : cores;
-  for (std::uint32_t i = 0; i < io_threads; ++i) {
-    m.workers.push_back(std::make_unique<io_worker>());
-  }
   for (auto& [name, lc] : cfg.listeners) {
     if (auto err = m.open_listener(lc)) {
       m.running = true;
@@ -339,6 +360,9 @@ void node::stop() {
   }
   for (auto& w : m.workers) {
     w->close_all("server shutting down");
+  }
+  if (m.bridge_links) {
+    bridge::close_all(*m.bridge_links);  // their I/O thread must be free to end
   }
   for (auto& w : m.workers) {
     // Each thread returns once its sockets have closed and reported to their actors.

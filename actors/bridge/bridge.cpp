@@ -1,0 +1,458 @@
+// Bridge actors and their Asio client sockets.
+#include "actors/bridge/bridge.hpp"
+
+#include <array>
+#include <mutex>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/bridge/client_session.hpp"
+#include "actors/bridge/rules.hpp"
+#include "actors/broker/dispatch.hpp"
+#include "actors/broker/types.hpp"
+#include "proto/mqtt/codec.hpp"
+
+namespace tern::actors::bridge {
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+namespace mqtt = proto::mqtt;
+
+using br_connect_atom = caf::atom_constant<caf::atom("brconnect")>;
+using br_opened_atom = caf::atom_constant<caf::atom("bropened")>;
+using br_tick_atom = caf::atom_constant<caf::atom("brtick")>;
+
+/// Largest packet accepted from the remote broker.
+constexpr std::uint32_t max_packet_from_remote = 16 * 1024 * 1024;
+
+/// One connection attempt to the remote broker. Lives on one I/O thread: every member is
+/// used only there. Tells its owner (br_opened_atom, id), (packet_atom, id, packet) for each
+/// packet, and (closed_atom, id, reason) exactly once.
+class link : public std::enable_shared_from_this<link> {
+ public:
+  link(asio::io_context& io, caf::actor owner, std::uint64_t id)
+      : io_(io), sock_(io), resolver_(io), owner_(std::move(owner)), id_(id),
+        dec_(max_packet_from_remote) {}
+
+  void start(std::string host, std::uint16_t port, mqtt::protocol_version v) {
+    asio::post(io_, [self = shared_from_this(), host = std::move(host), port, v] {
+      if (self->is_closed_) {
+        return;  // closed before it started (node shutdown)
+      }
+      self->dec_.set_version(v);
+      self->resolver_.async_resolve(
+          host, std::to_string(port),
+          [self](const boost::system::error_code& ec, const tcp::resolver::results_type& rs) {
+            if (ec) {
+              return self->fail("cannot resolve the address: " + ec.message());
+            }
+            if (self->is_closed_) {
+              return;
+            }
+            asio::async_connect(self->sock_, rs,
+                                [self](const boost::system::error_code& ec2, const tcp::endpoint&) {
+                                  if (ec2) {
+                                    return self->fail("cannot connect: " + ec2.message());
+                                  }
+                                  if (self->is_closed_) {
+                                    return;
+                                  }
+                                  boost::system::error_code ignored;
+                                  self->sock_.set_option(tcp::no_delay(true), ignored);
+                                  caf::anon_send(self->owner_, br_opened_atom::value, self->id_);
+                                  self->read();
+                                });
+          });
+    });
+  }
+
+  void send(std::string bytes) {
+    asio::post(io_, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
+      if (self->is_closed_) {
+        return;
+      }
+      self->out_ += bytes;
+      self->flush();
+    });
+  }
+
+  void close(std::string why) {
+    asio::post(io_, [self = shared_from_this(), why = std::move(why)] { self->fail(why); });
+  }
+
+ private:
+  void read() {
+    sock_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
+                                                  const boost::system::error_code& ec,
+                                                  std::size_t n) {
+      if (ec) {
+        return self->fail(ec == asio::error::eof ? "the remote closed the connection"
+                                                 : "read failed: " + ec.message());
+      }
+      self->dec_.feed(std::string_view(self->buf_.data(), n));
+      for (;;) {
+        mqtt::packet p;
+        auto st = self->dec_.next(p);
+        if (st == mqtt::decode_status::need_more) {
+          break;
+        }
+        if (st == mqtt::decode_status::error) {
+          return self->fail("malformed packet from the remote: " + self->dec_.error().detail);
+        }
+        caf::anon_send(self->owner_, packet_atom::value, self->id_, std::move(p));
+      }
+      self->read();
+    });
+  }
+
+  void flush() {
+    if (is_writing_ || out_.empty() || is_closed_) {
+      return;
+    }
+    is_writing_ = true;
+    writing_.swap(out_);
+    out_.clear();
+    asio::async_write(sock_, asio::buffer(writing_),
+                      [self = shared_from_this()](const boost::system::error_code& ec,
+                                                  std::size_t) {
+                        self->is_writing_ = false;
+                        self->writing_.clear();
+                        if (ec) {
+                          return self->fail("write failed: " + ec.message());
+                        }
+                        self->flush();
+                      });
+  }
+
+  void fail(const std::string& why) {
+    if (is_closed_) {
+      return;
+    }
+    is_closed_ = true;
+    boost::system::error_code ignored;
+    resolver_.cancel();
+    sock_.shutdown(tcp::socket::shutdown_both, ignored);
+    sock_.close(ignored);
+    caf::anon_send(owner_, closed_atom::value, id_, why);
+  }
+
+  asio::io_context& io_;
+  tcp::socket sock_;
+  tcp::resolver resolver_;
+  caf::actor owner_;
+  std::uint64_t id_;
+  mqtt::decoder dec_;
+  std::array<char, 16384> buf_{};
+  std::string out_;
+  std::string writing_;
+  bool is_writing_ = false;
+  bool is_closed_ = false;
+};
+
+}  // namespace
+
+class link_set {
+ public:
+  explicit link_set(asio::io_context& io) : io_(io) {}
+
+  /// A new link, or null once the node is shutting down.
+  std::shared_ptr<link> make(caf::actor owner, std::uint64_t id) {
+    std::lock_guard lock{mtx_};
+    if (is_stopped_) {
+      return nullptr;
+    }
+    auto l = std::make_shared<link>(io_, std::move(owner), id);
+    links_.erase(std::remove_if(links_.begin(), links_.end(),
+                                [](const std::weak_ptr<link>& w) { return w.expired(); }),
+                 links_.end());
+    links_.push_back(l);
+    return l;
+  }
+
+  void close_all() {
+    std::lock_guard lock{mtx_};
+    is_stopped_ = true;
+    for (auto& w : links_) {
+      if (auto l = w.lock()) {
+        l->close("node shutting down");
+      }
+    }
+    links_.clear();
+  }
+
+ private:
+  asio::io_context& io_;
+  std::mutex mtx_;
+  std::vector<std::weak_ptr<link>> links_;
+  bool is_stopped_ = false;
+};
+
+std::shared_ptr<link_set> make_link_set(asio::io_context& io) {
+  return std::make_shared<link_set>(io);
+}
+
+void close_all(link_set& links) {
+  links.close_all();
+}
+
+namespace {
+
+struct bridge_state {
+  broker::context_ptr ctx;
+  config::bridge_config cfg;
+  std::uint32_t number = 0;  ///< 1-based; marks the messages this bridge publishes here
+  std::vector<rule> rules;
+  std::unique_ptr<client_session> session;
+  std::shared_ptr<link_set> links;
+  std::shared_ptr<bridge_stats> stats;
+  std::shared_ptr<link> current;
+  std::uint64_t link_id = 0;
+  std::chrono::milliseconds backoff{0};
+  bool is_connect_scheduled = false;
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+using self_ptr = caf::stateful_actor<bridge_state>*;
+
+void update_stats(self_ptr self) {
+  auto& st = self->state;
+  const auto& c = st.session->counters();
+  st.stats->connected = st.session->is_connected();
+  st.stats->forwarded_out = c.forwarded_out;
+  st.stats->dropped = c.dropped;
+  st.stats->queued = st.session->queued();
+  st.stats->inflight = st.session->inflight();
+}
+
+void lost(self_ptr self, const std::string& why);
+
+/// Carries out what the session decided: local publishes, then writes, then a close.
+void apply(self_ptr self, step s) {
+  auto& st = self->state;
+  for (auto& w : s.warnings) {
+    spdlog::warn("bridge {}: {}", st.cfg.name, w);
+  }
+  for (auto& in : s.deliver) {
+    auto m = std::make_shared<message>();
+    m->topic = std::move(in.topic);
+    m->payload = std::move(in.payload);
+    m->q = in.q;
+    m->retain = in.retain;
+    m->from = st.session->options().client_id;
+    m->received_at = std::chrono::steady_clock::now();
+    m->props = std::move(in.props);
+    m->from_bridge = st.number;
+    broker::dispatch(*st.ctx, m);
+    st.stats->forwarded_in.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (s.is_now_connected) {
+    st.backoff = st.cfg.reconnect_interval;
+    st.stats->connects.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("bridge {}: connected to {} as {} ({} queued, {} to resend)", st.cfg.name,
+                 st.cfg.address, st.session->options().client_id, st.session->queued(),
+                 st.session->inflight());
+  }
+  if (s.refused) {
+    st.stats->refusals.fetch_add(1, std::memory_order_relaxed);
+    st.stats->last_refusal = *s.refused;
+  }
+  if (!s.send.empty() && st.current) {
+    std::string bytes;
+    for (auto& p : s.send) {
+      mqtt::encode(p, st.session->options().version, bytes);
+    }
+    st.current->send(std::move(bytes));
+  }
+  if (s.close) {
+    if (st.current) {
+      st.current->close(*s.close);  // its closed_atom will carry an old id: ignored
+    }
+    lost(self, *s.close);
+  }
+  update_stats(self);
+}
+
+void schedule_connect(self_ptr self, std::chrono::milliseconds after) {
+  auto& st = self->state;
+  if (st.is_connect_scheduled) {
+    return;
+  }
+  st.is_connect_scheduled = true;
+  self->delayed_send(self, after, br_connect_atom::value);
+}
+
+/// The connection is gone: keep what is unacknowledged and try again later.
+void lost(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  bool was_connected = st.session->is_connected();
+  st.session->on_close();
+  st.current = nullptr;
+  ++st.link_id;  // events of the old socket are ignored from now on
+  if (was_connected) {
+    spdlog::warn("bridge {}: disconnected from {}: {}; reconnecting in {} ms", st.cfg.name,
+                 st.cfg.address, why, st.backoff.count());
+  } else {
+    spdlog::warn("bridge {}: connection to {} failed: {}; retrying in {} ms", st.cfg.name,
+                 st.cfg.address, why, st.backoff.count());
+  }
+  schedule_connect(self, st.backoff);
+  // Back off up to 8 times the interval while the remote stays away.
+  st.backoff = std::min(st.backoff * 2, st.cfg.reconnect_interval * 8);
+  update_stats(self);
+}
+
+void connect(self_ptr self) {
+  auto& st = self->state;
+  st.is_connect_scheduled = false;
+  if (st.current) {
+    return;
+  }
+  auto l = st.links->make(caf::actor_cast<caf::actor>(self), ++st.link_id);
+  if (!l) {
+    return;  // the node is shutting down
+  }
+  st.current = l;
+  spdlog::debug("bridge {}: connecting to {}", st.cfg.name, st.cfg.address);
+  l->start(st.host, st.port, st.session->options().version);
+}
+
+/// Local subscriptions for the `out` rules (like a session's; no back-pressure counter).
+route_adds local_routes(const std::vector<rule>& rules) {
+  route_adds adds;
+  for (const auto& r : rules) {
+    if (!r.is_out()) {
+      continue;
+    }
+    router::sub_options o;
+    o.max_qos = r.q;
+    o.retain_as_published = true;  // the retain flag crosses the bridge
+    adds.emplace_back(r.local_filter(), o);
+  }
+  return adds;
+}
+
+caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::context_ptr ctx,
+                          config::bridge_config cfg, std::uint32_t number,
+                          std::shared_ptr<link_set> links, std::shared_ptr<bridge_stats> stats) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.cfg = std::move(cfg);
+  st.number = number;
+  st.rules = rules_from(st.cfg);
+  st.session = std::make_unique<client_session>(options_from(st.cfg, st.ctx->cfg.node_name),
+                                                st.rules);
+  st.links = std::move(links);
+  st.stats = std::move(stats);
+  st.backoff = st.cfg.reconnect_interval;
+  auto hp = config::split_host_port(st.cfg.address);
+  if (hp) {
+    st.host = hp->first;
+    st.port = hp->second;
+  }
+  auto adds = local_routes(st.rules);
+  std::vector<std::string> filters;
+  for (auto& a : adds) {
+    filters.push_back(a.first);
+  }
+  if (!adds.empty()) {
+    self->send(st.ctx->router(), add_route_atom::value, std::move(adds),
+               caf::actor_cast<caf::actor>(self), flow::backlog_ptr{});
+  }
+  // Last words, whatever ends the actor: no route may lead to it, no socket outlive it.
+  self->attach_functor([ctx = st.ctx, filters, self_addr = self->address()](const caf::error&) {
+    if (!filters.empty()) {
+      caf::anon_send(ctx->router(), del_route_atom::value, filters,
+                     caf::actor_cast<caf::actor>(self_addr));
+    }
+  });
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (self->state.current) {
+      self->state.current->close("bridge stopped");
+      self->state.current = nullptr;
+    }
+    self->state.stats->connected = false;
+    self->quit(em.reason);
+  });
+  spdlog::info("bridge {}: started, remote {}, client id {}", st.cfg.name, st.cfg.address,
+               st.session->options().client_id);
+  self->send(self, br_connect_atom::value);
+  st.is_connect_scheduled = true;
+  self->delayed_send(self, std::chrono::seconds(1), br_tick_atom::value);
+  return {
+      [=](deliver_atom, session::delivery& d) {
+        auto& s = self->state;
+        if (!d.msg || d.msg->from_bridge == s.number) {
+          return;  // published here by this bridge: never back out
+        }
+        auto m = map_out(s.rules, d.msg->topic, d.q);
+        if (!m) {
+          return;
+        }
+        outgoing o{d.msg, std::move(m->topic), m->q, d.retain};
+        apply(self, s.session->enqueue(std::move(o), clock::now()));
+      },
+      [=](packet_atom, std::uint64_t id, mqtt::packet& p) {
+        auto& s = self->state;
+        if (id != s.link_id || !s.current) {
+          return;
+        }
+        apply(self, s.session->on_packet(p, clock::now()));
+      },
+      [=](br_opened_atom, std::uint64_t id) {
+        auto& s = self->state;
+        if (id != s.link_id || !s.current) {
+          return;
+        }
+        apply(self, s.session->on_open(clock::now()));
+      },
+      [=](closed_atom, std::uint64_t id, const std::string& why) {
+        auto& s = self->state;
+        if (id != s.link_id || !s.current) {
+          return;
+        }
+        lost(self, why);
+      },
+      [=](br_connect_atom) { connect(self); },
+      [=](br_tick_atom) {
+        self->delayed_send(self, std::chrono::seconds(1), br_tick_atom::value);
+        if (self->state.current) {
+          apply(self, self->state.session->on_tick(clock::now()));
+        }
+      },
+  };
+}
+
+}  // namespace
+
+supervision::child_spec bridges_supervisor(const broker::context_ptr& ctx,
+                                           std::shared_ptr<link_set> links) {
+  supervision::supervisor_spec spec;
+  spec.strategy = supervision::restart_strategy::one_for_one;
+  spec.intensity = 5;
+  spec.period = std::chrono::seconds(60);
+  std::uint32_t number = 0;
+  for (auto& [name, cfg] : ctx->cfg.bridges) {
+    ++number;
+    auto stats = ctx->bridges.at(number - 1);
+    if (!stats->runs_here) {
+      continue;
+    }
+    spec.children.push_back(supervision::child_spec{
+        "bridge." + name,
+        [ctx, cfg = cfg, number, links, stats](caf::local_actor* sup,
+                                               const caf::message&) -> caf::expected<caf::actor> {
+          return sup->spawn(bridge_impl, ctx, cfg, number, links, stats);
+        }});
+  }
+  return supervision::supervisor_child("bridges", std::move(spec));
+}
+
+}  // namespace tern::actors::bridge

@@ -1,0 +1,34 @@
+// Bridge actors: one per bridge that runs on this node, each an MQTT client of a remote
+// broker over an Asio TCP socket on one of the node's I/O threads.
+//
+// The actor subscribes to the local filters of its `out` rules like a session does (the
+// route table hands it matching messages), queues what it gets for the remote broker, and
+// publishes what the remote broker sends for its `in` rules through the local dispatch.
+#pragma once
+
+#include <memory>
+
+#include "actors/broker/context.hpp"
+#include "supervision/supervisor.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace tern::actors::bridge {
+
+/// The sockets of the node's bridges, so that the node can close them all at shutdown
+/// (before its I/O threads are joined).
+class link_set;
+
+std::shared_ptr<link_set> make_link_set(boost::asio::io_context& io);
+
+/// Closes every bridge socket and refuses new ones. Idempotent.
+void close_all(link_set& links);
+
+/// The node's "bridges" supervisor (one_for_one): one bridge actor per bridge whose
+/// ctx->bridges entry runs here. Without any, an empty supervisor.
+supervision::child_spec bridges_supervisor(const broker::context_ptr& ctx,
+                                           std::shared_ptr<link_set> links);
+
+}  // namespace tern::actors::bridge
