@@ -15,6 +15,7 @@
 #include "actors/bridge/rules.hpp"
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
+#include "cluster/admin.hpp"
 #include "proto/mqtt/codec.hpp"
 
 namespace tern::actors::bridge {
@@ -218,6 +219,12 @@ struct bridge_state {
   bool is_connect_scheduled = false;
   std::string host;
   std::uint16_t port = 0;
+  /// Whether the bridge works on this node now: always for a bridge placed by name; for
+  /// `node = "*"` only while this node is the live cluster member with the lowest name.
+  bool is_active = false;
+  bool is_auto_placed = false;
+  route_adds routes;  ///< local subscriptions of the `out` rules
+  std::string runner;  ///< the member that runs an auto-placed bridge, as last seen
 };
 
 using self_ptr = caf::stateful_actor<bridge_state>*;
@@ -303,7 +310,9 @@ void lost(self_ptr self, const std::string& why) {
     spdlog::warn("bridge {}: connection to {} failed: {}; retrying in {} ms", st.cfg.name,
                  st.cfg.address, why, st.backoff.count());
   }
-  schedule_connect(self, st.backoff);
+  if (st.is_active) {
+    schedule_connect(self, st.backoff);
+  }
   // Back off up to 8 times the interval while the remote stays away.
   st.backoff = std::min(st.backoff * 2, st.cfg.reconnect_interval * 8);
   update_stats(self);
@@ -312,7 +321,7 @@ void lost(self_ptr self, const std::string& why) {
 void connect(self_ptr self) {
   auto& st = self->state;
   st.is_connect_scheduled = false;
-  if (st.current) {
+  if (st.current || !st.is_active) {
     return;
   }
   auto l = st.links->make(caf::actor_cast<caf::actor>(self), ++st.link_id);
@@ -339,6 +348,80 @@ route_adds local_routes(const std::vector<rule>& rules) {
   return adds;
 }
 
+/// Starts working on this node: local subscriptions, then the connection.
+void activate(self_ptr self) {
+  auto& st = self->state;
+  st.runner.clear();
+  if (st.is_active) {
+    return;
+  }
+  st.is_active = true;
+  st.stats->runs_here = true;
+  if (!st.routes.empty()) {
+    self->send(st.ctx->router(), add_route_atom::value, st.routes,
+               caf::actor_cast<caf::actor>(self), flow::backlog_ptr{});
+  }
+  if (st.is_auto_placed) {
+    spdlog::info("bridge {}: this node is the live member with the lowest name: running here",
+                 st.cfg.name);
+  }
+  st.backoff = st.cfg.reconnect_interval;
+  schedule_connect(self, std::chrono::milliseconds(0));
+}
+
+/// Stops working on this node (another member runs the bridge now). What is queued stays.
+void deactivate(self_ptr self, const std::string& runner) {
+  auto& st = self->state;
+  if (st.runner != runner) {
+    st.runner = runner;
+    spdlog::info("bridge {}: {} runs it now; idle here", st.cfg.name, runner);
+  }
+  if (!st.is_active) {
+    return;
+  }
+  st.is_active = false;
+  st.stats->runs_here = false;
+  if (!st.routes.empty()) {
+    std::vector<std::string> filters;
+    for (auto& a : st.routes) {
+      filters.push_back(a.first);
+    }
+    self->send(st.ctx->router(), del_route_atom::value, std::move(filters),
+               caf::actor_cast<caf::actor>(self));
+  }
+  if (st.current) {
+    st.current->close("the bridge moved to " + runner);
+    st.session->on_close();
+    st.current = nullptr;
+    ++st.link_id;
+  }
+  update_stats(self);
+}
+
+/// `node = "*"`: runs on the cluster member with the lowest name among those up (this node
+/// included), once this node has joined (or runs alone); moves when that member goes.
+void place(self_ptr self) {
+  self->request(self->state.ctx->cluster, std::chrono::seconds(2), cluster::cstatus_atom::value)
+      .then(
+          [self](const cluster::cluster_status& cs) {
+            if (!cs.ready) {
+              return;  // still joining: the view may lack the members
+            }
+            std::string lowest;
+            for (const auto& m : cs.members) {
+              if (m.up && (lowest.empty() || m.name < lowest)) {
+                lowest = m.name;
+              }
+            }
+            if (lowest.empty() || lowest == cs.self) {
+              activate(self);
+            } else {
+              deactivate(self, lowest);
+            }
+          },
+          [](const caf::error&) {});  // the cluster actor is busy: try at the next tick
+}
+
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::context_ptr ctx,
                           config::bridge_config cfg, std::uint32_t number,
                           std::shared_ptr<link_set> links, std::shared_ptr<bridge_stats> stats) {
@@ -357,16 +440,13 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
     st.host = hp->first;
     st.port = hp->second;
   }
-  auto adds = local_routes(st.rules);
+  st.routes = local_routes(st.rules);
+  st.is_auto_placed = st.cfg.node == "*" && st.ctx->cluster;
+  // Last words, whatever ends the actor: no route may lead to it, no socket outlive it.
   std::vector<std::string> filters;
-  for (auto& a : adds) {
+  for (auto& a : st.routes) {
     filters.push_back(a.first);
   }
-  if (!adds.empty()) {
-    self->send(st.ctx->router(), add_route_atom::value, std::move(adds),
-               caf::actor_cast<caf::actor>(self), flow::backlog_ptr{});
-  }
-  // Last words, whatever ends the actor: no route may lead to it, no socket outlive it.
   self->attach_functor([ctx = st.ctx, filters, self_addr = self->address()](const caf::error&) {
     if (!filters.empty()) {
       caf::anon_send(ctx->router(), del_route_atom::value, filters,
@@ -381,15 +461,19 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
     self->state.stats->connected = false;
     self->quit(em.reason);
   });
-  spdlog::info("bridge {}: started, remote {}, client id {}", st.cfg.name, st.cfg.address,
-               st.session->options().client_id);
-  self->send(self, br_connect_atom::value);
-  st.is_connect_scheduled = true;
+  spdlog::info("bridge {}: started, remote {}, client id {}{}", st.cfg.name, st.cfg.address,
+               st.session->options().client_id,
+               st.is_auto_placed ? "; runs on the live member with the lowest name" : "");
+  if (!st.is_auto_placed) {
+    activate(self);
+  } else {
+    place(self);
+  }
   self->delayed_send(self, std::chrono::seconds(1), br_tick_atom::value);
   return {
       [=](deliver_atom, session::delivery& d) {
         auto& s = self->state;
-        if (!d.msg || d.msg->from_bridge == s.number) {
+        if (!d.msg || d.msg->from_bridge == s.number || !s.is_active) {
           return;  // published here by this bridge: never back out
         }
         auto m = map_out(s.rules, d.msg->topic, d.q);
@@ -423,6 +507,9 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
       [=](br_connect_atom) { connect(self); },
       [=](br_tick_atom) {
         self->delayed_send(self, std::chrono::seconds(1), br_tick_atom::value);
+        if (self->state.is_auto_placed) {
+          place(self);
+        }
         if (self->state.current) {
           apply(self, self->state.session->on_tick(clock::now()));
         }
@@ -442,7 +529,7 @@ supervision::child_spec bridges_supervisor(const broker::context_ptr& ctx,
   for (auto& [name, cfg] : ctx->cfg.bridges) {
     ++number;
     auto stats = ctx->bridges.at(number - 1);
-    if (!stats->runs_here) {
+    if (!runs_on(cfg, ctx->cfg.node_name)) {
       continue;
     }
     spec.children.push_back(supervision::child_spec{

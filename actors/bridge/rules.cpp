@@ -63,7 +63,7 @@ std::vector<rule> rules_from(const config::bridge_config& c) {
 }
 
 bool runs_on(const config::bridge_config& c, const std::string& node_name) {
-  return c.node.empty() || c.node == node_name;
+  return c.node.empty() || c.node == "*" || c.node == node_name;
 }
 
 std::string replace_prefix(std::string_view topic, std::string_view from, std::string_view to) {

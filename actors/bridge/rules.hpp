@@ -51,8 +51,9 @@ std::optional<mapped> map_out(const std::vector<rule>& rules, std::string_view t
 std::optional<mapped> map_in(const std::vector<rule>& rules, std::string_view topic,
                              proto::mqtt::qos q);
 
-/// Whether bridge `c` runs on node `node_name`: when its `node` key names that node, or is
-/// empty (then on every node that has it configured).
+/// Whether bridge `c` may run on node `node_name`: when its `node` key names that node, is
+/// empty (then on every node that has it configured), or is "*" (then on the live cluster
+/// member with the lowest name, decided at run time).
 bool runs_on(const config::bridge_config& c, const std::string& node_name);
 
 /// Replaces prefix `from` of `topic` (which must start with it) with `to`.

@@ -10,7 +10,8 @@ namespace tern::actors::bridge {
 struct bridge_stats {
   std::string name;
   std::string address;
-  bool runs_here = false;  ///< configured for this node (see the bridge's `node` key)
+  /// Working on this node now (see the bridge's `node` key).
+  std::atomic<bool> runs_here{false};
   std::atomic<bool> connected{false};
   std::atomic<std::uint64_t> forwarded_out{0};  ///< messages acknowledged by the remote
   std::atomic<std::uint64_t> forwarded_in{0};   ///< remote messages published here

@@ -252,8 +252,9 @@ std::optional<std::string> node::start() {
     auto st = std::make_shared<bridge::bridge_stats>();
     st->name = name;
     st->address = bc.address;
-    st->runs_here = bridge::runs_on(bc, cfg.node_name);
-    if (!st->runs_here) {
+    // "*": the bridge actor decides at run time (it sets runs_here while it works here).
+    st->runs_here = bridge::runs_on(bc, cfg.node_name) && bc.node != "*";
+    if (!bridge::runs_on(bc, cfg.node_name)) {
       spdlog::info("bridge {}: runs on node {}, not here", name, bc.node);
     }
     m.ctx->bridges.push_back(std::move(st));
@@ -282,7 +283,8 @@ std::optional<std::string> node::start() {
         return a;
       }});
   if (std::any_of(ctx->bridges.begin(), ctx->bridges.end(),
-                  [](const auto& b) { return b->runs_here; })) {
+                  [&](const auto& b) { return bridge::runs_on(cfg.bridges.at(b->name),
+                                                               cfg.node_name); })) {
     root.children.push_back(bridge::bridges_supervisor(ctx, m.bridge_links));
   }
   auto started = supervision::start_supervisor(*m.sys, std::move(root));

@@ -684,7 +684,7 @@ struct api::impl {
     for (const auto& b : ctx->bridges) {
       items.push_back(json{{"name", b->name},
                            {"address", b->address},
-                           {"runs_here", b->runs_here},
+                           {"runs_here", b->runs_here.load()},
                            {"connected", b->connected.load()},
                            {"forwarded_out", b->forwarded_out.load()},
                            {"forwarded_in", b->forwarded_in.load()},

@@ -220,3 +220,40 @@ def test_bad_bridge_config_names_the_line(tmp_path):
     assert r.returncode != 0
     out = (r.stdout + r.stderr).decode()
     assert "bad.toml:3" in out and "bridges.x.topics" in out, out
+
+
+def test_cluster_runs_the_bridge_on_one_member_and_moves_it(broker, cluster, clients):
+    """node = "*": only the live member with the lowest name runs the bridge; when it dies,
+    the next one takes over."""
+    remote = broker()
+    bridge_toml = (f'\n[bridges.{BRIDGE_NAME}]\naddress = "{helpers.HOST}:{remote.port}"\n'
+                   'reconnect_interval = "200ms"\nnode = "*"\n'
+                   'topics = [{ filter = "sensors/#", direction = "out", qos = 1 }]\n')
+    n1 = cluster.node("n1", cluster_toml=bridge_toml)
+    n2 = cluster.node("n2", cluster_toml=bridge_toml)
+    n1.start()
+    n2.start(join=[n1.cluster_addr])
+    cluster.wait_mesh([n1, n2])
+    n1.wait_log(rf"bridge {BRIDGE_NAME}: connected to ")
+    n2.wait_log(rf"bridge {BRIDGE_NAME}: n1 runs it now")
+    assert not re.search(rf"bridge {BRIDGE_NAME}: connected to ", n2.log_since_start())
+
+    remote_sub = clients(remote.port)
+    remote_sub.subscribe("sensors/#", qos=1)
+    pub2 = clients(n2.port)
+    # Published on n2, forwarded by the cluster to n1, which bridges it: exactly once.
+    deadline = time.monotonic() + 5
+    while not remote_sub.collect(1, timeout=0.2):
+        assert time.monotonic() < deadline, "n2 never reached the bridge"
+        pub2.publish("sensors/probe", b"p", qos=1)
+    time.sleep(0.3)
+    remote_sub.drain()
+    pub2.publish("sensors/a", b"1", qos=1)
+    assert [m.payload for m in remote_sub.expect(1)] == [b"1"]
+    remote_sub.expect_none(0.5)
+
+    n1.kill9()
+    n2.wait_log(rf"bridge {BRIDGE_NAME}: connected to ", timeout=10)
+    pub2.publish("sensors/b", b"2", qos=1)
+    assert [m.payload for m in remote_sub.expect(1, timeout=5)] == [b"2"]
+    remote_sub.expect_none(0.5)

@@ -209,6 +209,8 @@ TEST_CASE("bridge: runs only on the node it names", "[bridge]") {
   b.node = "n1";
   CHECK(runs_on(b, "n1"));
   CHECK_FALSE(runs_on(b, "n2"));
+  b.node = "*";  // decided at run time among the live members
+  CHECK(runs_on(b, "n2"));
 }
 
 // ---------------------------------------------------------------------------------------------
