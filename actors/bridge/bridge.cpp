@@ -2,6 +2,7 @@
 #include "actors/bridge/bridge.hpp"
 
 #include <array>
+#include <atomic>
 #include <mutex>
 
 #include <boost/asio/connect.hpp>
@@ -74,7 +75,11 @@ class link : public std::enable_shared_from_this<link> {
     });
   }
 
+  /// Bytes handed to send() and not yet written (any thread may read it).
+  std::size_t backlog() const { return backlog_.load(std::memory_order_relaxed); }
+
   void send(std::string bytes) {
+    backlog_.fetch_add(bytes.size(), std::memory_order_relaxed);
     asio::post(io_, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
       if (self->is_closed_) {
         return;
@@ -124,6 +129,8 @@ class link : public std::enable_shared_from_this<link> {
                       [self = shared_from_this()](const boost::system::error_code& ec,
                                                   std::size_t) {
                         self->is_writing_ = false;
+                        self->backlog_.fetch_sub(self->writing_.size(),
+                                                 std::memory_order_relaxed);
                         self->writing_.clear();
                         if (ec) {
                           return self->fail("write failed: " + ec.message());
@@ -155,6 +162,7 @@ class link : public std::enable_shared_from_this<link> {
   std::string writing_;
   bool is_writing_ = false;
   bool is_closed_ = false;
+  std::atomic<std::size_t> backlog_{0};
 };
 
 }  // namespace
@@ -225,6 +233,7 @@ struct bridge_state {
   bool is_auto_placed = false;
   route_adds routes;  ///< local subscriptions of the `out` rules
   std::string runner;  ///< the member that runs an auto-placed bridge, as last seen
+  std::uint64_t dropped_congested = 0;  ///< QoS 0 dropped while the socket was backed up
 };
 
 using self_ptr = caf::stateful_actor<bridge_state>*;
@@ -234,7 +243,7 @@ void update_stats(self_ptr self) {
   const auto& c = st.session->counters();
   st.stats->connected = st.session->is_connected();
   st.stats->forwarded_out = c.forwarded_out;
-  st.stats->dropped = c.dropped;
+  st.stats->dropped = c.dropped + st.dropped_congested;
   st.stats->queued = st.session->queued();
   st.stats->inflight = st.session->inflight();
 }
@@ -478,6 +487,14 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
         }
         auto m = map_out(s.rules, d.msg->topic, d.q);
         if (!m) {
+          return;
+        }
+        // A remote that does not read: QoS 0 is dropped rather than piled up in memory
+        // (QoS 1/2 wait in the bounded queue behind the inflight window).
+        if (m->q == mqtt::qos::at_most_once && s.current &&
+            s.current->backlog() > s.ctx->cfg.session.max_send_buffer) {
+          s.stats->dropped.fetch_add(1, std::memory_order_relaxed);
+          ++s.dropped_congested;
           return;
         }
         outgoing o{d.msg, std::move(m->topic), m->q, d.retain};

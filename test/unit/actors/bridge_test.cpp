@@ -12,6 +12,7 @@
 #include "actors/bridge/client_session.hpp"
 #include "actors/bridge/rules.hpp"
 #include "actors/config/config.hpp"
+#include "proto/mqtt/codec.hpp"
 
 #ifndef TERN_SOURCE_DIR
 #error "TERN_SOURCE_DIR must name the project root"
@@ -531,4 +532,81 @@ TEST_CASE("bridge session: a full queue drops and counts", "[bridge]") {
   REQUIRE(p.size() == 2);
   CHECK(p[0].payload == "1");
   CHECK(p[1].payload == "2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The codec on the client side: what a broker sends a bridge decodes, what the bridge sends
+// round-trips.
+
+TEST_CASE("bridge codec: a client-side decoder reads the broker's packets, split anywhere",
+          "[bridge]") {
+  for (auto v : {mqtt::protocol_version::v3_1_1, mqtt::protocol_version::v5}) {
+    mqtt::connack ca{true, 0, {}};
+    if (v == mqtt::protocol_version::v5) {
+      ca.props.receive_maximum = 10;
+      ca.props.maximum_qos = 1;
+      ca.props.assigned_client_identifier = "x";
+    }
+    mqtt::publish p;
+    p.topic = "site1/cmd/a";
+    p.payload = "on";
+    p.q = mqtt::qos::exactly_once;
+    p.packet_id = 3;
+    p.dup = true;
+    std::vector<mqtt::packet> sent{ca,
+                                   mqtt::suback{1, {1, 0x80}, {}},
+                                   p,
+                                   mqtt::puback{{2, 0, {}}},
+                                   mqtt::pubrec{{4, 0, {}}},
+                                   mqtt::pubcomp{{4, 0, {}}},
+                                   mqtt::pubrel{{3, 0, {}}},
+                                   mqtt::pingresp{}};
+    std::string wire;
+    for (auto& x : sent) {
+      mqtt::encode(x, v, wire);
+    }
+    mqtt::decoder dec(mqtt::default_max_packet_size, v);
+    std::vector<mqtt::packet> got;
+    for (char c : wire) {  // one byte at a time
+      dec.feed(std::string_view(&c, 1));
+      mqtt::packet out;
+      while (dec.next(out) == mqtt::decode_status::ok) {
+        got.push_back(out);
+      }
+    }
+    REQUIRE(got.size() == sent.size());
+    CHECK(std::get<mqtt::connack>(got[0]) == ca);
+    CHECK(std::get<mqtt::suback>(got[1]).reasons == std::vector<std::uint8_t>{1, 0x80});
+    CHECK(std::get<mqtt::publish>(got[2]) == p);
+    CHECK(std::holds_alternative<mqtt::pingresp>(got.back()));
+  }
+}
+
+TEST_CASE("bridge codec: what the session sends encodes and decodes unchanged", "[bridge]") {
+  auto o = opts();
+  o.version = mqtt::protocol_version::v5;
+  o.username = "u";
+  o.password = "p";
+  client_session s(o, both_rules());
+  std::vector<mqtt::packet> sent;
+  for (auto& p : s.on_open(t0).send) {
+    sent.push_back(p);
+  }
+  for (auto& p : s.on_packet(mqtt::connack{false, 0, {}}, t0).send) {
+    sent.push_back(p);
+  }
+  for (auto& p : s.enqueue(out("site1/sensors/x", "v", mqtt::qos::at_least_once), t0).send) {
+    sent.push_back(p);
+  }
+  REQUIRE(sent.size() == 3);  // CONNECT, SUBSCRIBE, PUBLISH
+  for (auto& p : sent) {
+    auto wire = mqtt::encode(p, o.version);
+    mqtt::packet back;
+    std::size_t used = 0;
+    mqtt::decode_error err;
+    REQUIRE(mqtt::decode_one(wire, o.version, mqtt::default_max_packet_size, back, used, err) ==
+            mqtt::decode_status::ok);
+    CHECK(used == wire.size());
+    CHECK(back == p);
+  }
 }
