@@ -5,12 +5,12 @@
 #include <atomic>
 #include <mutex>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <spdlog/spdlog.h>
 
 #include "actors/bridge/client_session.hpp"
 #include "actors/bridge/rules.hpp"
@@ -40,7 +40,11 @@ constexpr std::uint32_t max_packet_from_remote = 16 * 1024 * 1024;
 class link : public std::enable_shared_from_this<link> {
  public:
   link(asio::io_context& io, caf::actor owner, std::uint64_t id)
-      : io_(io), sock_(io), resolver_(io), owner_(std::move(owner)), id_(id),
+      : io_(io),
+        sock_(io),
+        resolver_(io),
+        owner_(std::move(owner)),
+        id_(id),
         dec_(max_packet_from_remote) {}
 
   void start(std::string host, std::uint16_t port, mqtt::protocol_version v) {
@@ -95,27 +99,27 @@ class link : public std::enable_shared_from_this<link> {
 
  private:
   void read() {
-    sock_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
-                                                  const boost::system::error_code& ec,
-                                                  std::size_t n) {
-      if (ec) {
-        return self->fail(ec == asio::error::eof ? "the remote closed the connection"
-                                                 : "read failed: " + ec.message());
-      }
-      self->dec_.feed(std::string_view(self->buf_.data(), n));
-      for (;;) {
-        mqtt::packet p;
-        auto st = self->dec_.next(p);
-        if (st == mqtt::decode_status::need_more) {
-          break;
-        }
-        if (st == mqtt::decode_status::error) {
-          return self->fail("malformed packet from the remote: " + self->dec_.error().detail);
-        }
-        caf::anon_send(self->owner_, packet_atom::value, self->id_, std::move(p));
-      }
-      self->read();
-    });
+    sock_.async_read_some(
+        asio::buffer(buf_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+          if (ec) {
+            return self->fail(ec == asio::error::eof ? "the remote closed the connection"
+                                                     : "read failed: " + ec.message());
+          }
+          self->dec_.feed(std::string_view(self->buf_.data(), n));
+          for (;;) {
+            mqtt::packet p;
+            auto st = self->dec_.next(p);
+            if (st == mqtt::decode_status::need_more) {
+              break;
+            }
+            if (st == mqtt::decode_status::error) {
+              return self->fail("malformed packet from the remote: " + self->dec_.error().detail);
+            }
+            caf::anon_send(self->owner_, packet_atom::value, self->id_, std::move(p));
+          }
+          self->read();
+        });
   }
 
   void flush() {
@@ -125,18 +129,17 @@ class link : public std::enable_shared_from_this<link> {
     is_writing_ = true;
     writing_.swap(out_);
     out_.clear();
-    asio::async_write(sock_, asio::buffer(writing_),
-                      [self = shared_from_this()](const boost::system::error_code& ec,
-                                                  std::size_t) {
-                        self->is_writing_ = false;
-                        self->backlog_.fetch_sub(self->writing_.size(),
-                                                 std::memory_order_relaxed);
-                        self->writing_.clear();
-                        if (ec) {
-                          return self->fail("write failed: " + ec.message());
-                        }
-                        self->flush();
-                      });
+    asio::async_write(
+        sock_, asio::buffer(writing_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+          self->is_writing_ = false;
+          self->backlog_.fetch_sub(self->writing_.size(), std::memory_order_relaxed);
+          self->writing_.clear();
+          if (ec) {
+            return self->fail("write failed: " + ec.message());
+          }
+          self->flush();
+        });
   }
 
   void fail(const std::string& why) {
@@ -207,9 +210,7 @@ std::shared_ptr<link_set> make_link_set(asio::io_context& io) {
   return std::make_shared<link_set>(io);
 }
 
-void close_all(link_set& links) {
-  links.close_all();
-}
+void close_all(link_set& links) { links.close_all(); }
 
 namespace {
 
@@ -231,7 +232,7 @@ struct bridge_state {
   /// `node = "*"` only while this node is the live cluster member with the lowest name.
   bool is_active = false;
   bool is_auto_placed = false;
-  route_adds routes;  ///< local subscriptions of the `out` rules
+  route_adds routes;   ///< local subscriptions of the `out` rules
   std::string runner;  ///< the member that runs an auto-placed bridge, as last seen
   std::uint64_t dropped_congested = 0;  ///< QoS 0 dropped while the socket was backed up
 };
@@ -439,8 +440,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   st.cfg = std::move(cfg);
   st.number = number;
   st.rules = rules_from(st.cfg);
-  st.session = std::make_unique<client_session>(options_from(st.cfg, st.ctx->cfg.node_name),
-                                                st.rules);
+  st.session =
+      std::make_unique<client_session>(options_from(st.cfg, st.ctx->cfg.node_name), st.rules);
   st.links = std::move(links);
   st.stats = std::move(stats);
   st.backoff = st.cfg.reconnect_interval;

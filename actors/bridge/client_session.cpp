@@ -11,9 +11,8 @@ namespace mqtt = proto::mqtt;
 std::size_t outbox::push(outgoing m) {
   std::size_t dropped = 0;
   if (q_.size() >= max_) {
-    auto qos0 = std::find_if(q_.begin(), q_.end(), [](const outgoing& o) {
-      return o.q == mqtt::qos::at_most_once;
-    });
+    auto qos0 = std::find_if(q_.begin(), q_.end(),
+                             [](const outgoing& o) { return o.q == mqtt::qos::at_most_once; });
     if (qos0 != q_.end()) {
       q_.erase(qos0);
     } else if (m.q == mqtt::qos::at_most_once) {
@@ -126,8 +125,8 @@ step client_session::on_packet(const mqtt::packet& p, clock::time_point now) {
         } else if constexpr (std::is_same_v<T, mqtt::disconnect>) {
           s.close = "the remote sent DISCONNECT (reason " + std::to_string(x.reason) + ")";
         } else {
-          s.close = std::string("unexpected ") + mqtt::to_string(mqtt::type_of(p)) +
-                    " from the remote";
+          s.close =
+              std::string("unexpected ") + mqtt::to_string(mqtt::type_of(p)) + " from the remote";
         }
       },
       p);
@@ -145,9 +144,9 @@ step client_session::on_connack(const mqtt::connack& c, clock::time_point now) {
   s.is_now_connected = true;
   last_ping_ = now;
   remote_receive_max_ = c.props.receive_maximum;
-  remote_max_qos_ = c.props.maximum_qos ? static_cast<mqtt::qos>(std::min<std::uint8_t>(
-                                              *c.props.maximum_qos, 2))
-                                        : mqtt::qos::exactly_once;
+  remote_max_qos_ = c.props.maximum_qos
+                        ? static_cast<mqtt::qos>(std::min<std::uint8_t>(*c.props.maximum_qos, 2))
+                        : mqtt::qos::exactly_once;
   if (opts_.clean_session || !c.session_present) {
     awaiting_rel_.clear();  // a new session on the remote: no PUBREL will come
   }
@@ -260,8 +259,8 @@ void client_session::fill_window(step& s) {
     } else {
       auto id = next_packet_id();
       send_publish(m, false, id, s);
-      inflight_.push_back(in_flight{id, std::move(m),
-                                    q == mqtt::qos::exactly_once ? wait::pubrec : wait::puback});
+      inflight_.push_back(
+          in_flight{id, std::move(m), q == mqtt::qos::exactly_once ? wait::pubrec : wait::puback});
     }
   }
 }
@@ -283,8 +282,8 @@ void client_session::send_publish(outgoing m, bool dup, std::uint16_t id, step& 
       p.props.correlation_data = src.correlation_data;
       p.props.user_properties = src.user_properties;
       if (src.message_expiry_interval) {
-        auto left = std::chrono::duration_cast<std::chrono::seconds>(m.msg->expires_at() -
-                                                                     clock::now());
+        auto left =
+            std::chrono::duration_cast<std::chrono::seconds>(m.msg->expires_at() - clock::now());
         p.props.message_expiry_interval =
             static_cast<std::uint32_t>(std::max<std::int64_t>(1, left.count()));
       }
@@ -313,11 +312,11 @@ step client_session::on_tick(clock::time_point now) {
   }
   if (!connected_) {
     if (now - opened_at_ >= opts_.connack_timeout) {
-      s.close = "no CONNACK within " +
-                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                   opts_.connack_timeout)
-                                   .count()) +
-                "s";
+      s.close =
+          "no CONNACK within " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::seconds>(opts_.connack_timeout).count()) +
+          "s";
     }
     return s;
   }

@@ -75,12 +75,12 @@ struct inbound {
 };
 
 struct step {
-  std::vector<inbound> deliver;            ///< publish locally first ...
-  std::vector<proto::mqtt::packet> send;   ///< ... then write these
-  std::optional<std::string> close;        ///< then close the connection, for this reason
-  bool is_now_connected = false;           ///< the CONNACK accepted the connection
-  std::optional<std::uint8_t> refused;     ///< the CONNACK's refusal code
-  std::vector<std::string> warnings;       ///< for the log (refused subscriptions, ...)
+  std::vector<inbound> deliver;           ///< publish locally first ...
+  std::vector<proto::mqtt::packet> send;  ///< ... then write these
+  std::optional<std::string> close;       ///< then close the connection, for this reason
+  bool is_now_connected = false;          ///< the CONNACK accepted the connection
+  std::optional<std::uint8_t> refused;    ///< the CONNACK's refusal code
+  std::vector<std::string> warnings;      ///< for the log (refused subscriptions, ...)
 };
 
 /// Counters of one bridge's traffic.
@@ -131,7 +131,7 @@ class client_session {
   session_options opts_;
   std::vector<rule> rules_;
   outbox queue_;
-  std::deque<in_flight> inflight_;  ///< in the order sent
+  std::deque<in_flight> inflight_;        ///< in the order sent
   std::set<std::uint16_t> awaiting_rel_;  ///< inbound QoS 2 ids delivered, PUBREL pending
   session_counters counters_;
   bool open_ = false;

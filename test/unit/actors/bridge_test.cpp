@@ -218,14 +218,13 @@ TEST_CASE("bridge: runs only on the node it names", "[bridge]") {
 // Rules and prefixes
 
 TEST_CASE("bridge rules: out maps local_prefix+X to remote_prefix+X", "[bridge]") {
-  std::vector<rule> rules{make_rule("sensors/#", direction::out, mqtt::qos::at_least_once,
-                                    "local/", "site1/")};
+  std::vector<rule> rules{
+      make_rule("sensors/#", direction::out, mqtt::qos::at_least_once, "local/", "site1/")};
   auto m = map_out(rules, "local/sensors/t1", mqtt::qos::exactly_once);
   REQUIRE(m);
   CHECK(m->topic == "site1/sensors/t1");
   CHECK(m->q == mqtt::qos::at_least_once);  // min(message, rule)
-  CHECK(map_out(rules, "local/sensors/t1", mqtt::qos::at_most_once)->q ==
-        mqtt::qos::at_most_once);
+  CHECK(map_out(rules, "local/sensors/t1", mqtt::qos::at_most_once)->q == mqtt::qos::at_most_once);
   CHECK_FALSE(map_out(rules, "sensors/t1", mqtt::qos::at_least_once));  // no local prefix
   CHECK_FALSE(map_out(rules, "local/other", mqtt::qos::at_least_once));
   CHECK_FALSE(map_in(rules, "site1/sensors/t1", mqtt::qos::at_least_once));  // out only
@@ -436,8 +435,7 @@ TEST_CASE("bridge session: QoS 2 out (PUBREC -> PUBREL -> PUBCOMP), PUBREL resen
   CHECK(s.counters().forwarded_out == 1);
 }
 
-TEST_CASE("bridge session: the remote's Maximum QoS and Receive Maximum are obeyed",
-          "[bridge]") {
+TEST_CASE("bridge session: the remote's Maximum QoS and Receive Maximum are obeyed", "[bridge]") {
   auto o = opts(8);
   o.version = mqtt::protocol_version::v5;
   client_session s(o, both_rules());
@@ -463,8 +461,7 @@ TEST_CASE("bridge session: QoS 0 out is written at once, never held in flight", 
   CHECK(s.counters().forwarded_out == 1);
 }
 
-TEST_CASE("bridge session: inbound QoS 1 and 2 are delivered once and acknowledged",
-          "[bridge]") {
+TEST_CASE("bridge session: inbound QoS 1 and 2 are delivered once and acknowledged", "[bridge]") {
   client_session s(opts(), both_rules());
   connect(s);
   mqtt::publish p1;
@@ -505,7 +502,7 @@ TEST_CASE("bridge session: inbound QoS 1 and 2 are delivered once and acknowledg
 
 TEST_CASE("bridge session: keepalive pings and gives up on a silent remote", "[bridge]") {
   client_session s(opts(), both_rules());  // keepalive 10 s
-  CHECK(s.on_tick(t0).send.empty());        // not open: nothing
+  CHECK(s.on_tick(t0).send.empty());       // not open: nothing
   connect(s);
   CHECK(s.on_tick(t0 + 1s).send.empty());
   CHECK(of_type<mqtt::pingreq>(s.on_tick(t0 + 5s)).size() == 1);
