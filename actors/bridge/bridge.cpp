@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
 #include "actors/bridge/client_session.hpp"
@@ -34,47 +35,58 @@ using br_tick_atom = caf::atom_constant<caf::atom("brtick")>;
 /// Largest packet accepted from the remote broker.
 constexpr std::uint32_t max_packet_from_remote = 16 * 1024 * 1024;
 
-/// One connection attempt to the remote broker. Lives on one I/O thread: every member is
-/// used only there. Tells its owner (br_opened_atom, id), (packet_atom, id, packet) for each
-/// packet, and (closed_atom, id, reason) exactly once.
+/// One connection attempt to the remote broker, over TCP or TLS. Lives on one I/O thread:
+/// every member is used only there (except backlog()). Tells its owner (br_opened_atom, id)
+/// once the connection (and TLS handshake) is up, (packet_atom, id, packet) for each packet,
+/// and (closed_atom, id, reason) exactly once.
 class link : public std::enable_shared_from_this<link> {
  public:
-  link(asio::io_context& io, caf::actor owner, std::uint64_t id)
+  link(asio::io_context& io, caf::actor owner, std::uint64_t id,
+       std::shared_ptr<asio::ssl::context> tls)
       : io_(io),
         sock_(io),
         resolver_(io),
         owner_(std::move(owner)),
         id_(id),
-        dec_(max_packet_from_remote) {}
+        dec_(max_packet_from_remote),
+        tls_ctx_(std::move(tls)) {}
 
-  void start(std::string host, std::uint16_t port, mqtt::protocol_version v) {
-    asio::post(io_, [self = shared_from_this(), host = std::move(host), port, v] {
+  /// `server_name`: checked against the remote's certificate (when verifying) and sent as SNI.
+  void start(std::string host, std::uint16_t port, mqtt::protocol_version v,
+             std::string server_name, bool verify) {
+    asio::post(io_, [self = shared_from_this(), host = std::move(host), port, v,
+                     name = std::move(server_name), verify] {
       if (self->is_closed_) {
         return;  // closed before it started (node shutdown)
       }
       self->dec_.set_version(v);
       self->resolver_.async_resolve(
           host, std::to_string(port),
-          [self](const boost::system::error_code& ec, const tcp::resolver::results_type& rs) {
+          [self, name, verify](const boost::system::error_code& ec,
+                               const tcp::resolver::results_type& rs) {
             if (ec) {
               return self->fail("cannot resolve the address: " + ec.message());
             }
             if (self->is_closed_) {
               return;
             }
-            asio::async_connect(self->sock_, rs,
-                                [self](const boost::system::error_code& ec2, const tcp::endpoint&) {
-                                  if (ec2) {
-                                    return self->fail("cannot connect: " + ec2.message());
-                                  }
-                                  if (self->is_closed_) {
-                                    return;
-                                  }
-                                  boost::system::error_code ignored;
-                                  self->sock_.set_option(tcp::no_delay(true), ignored);
-                                  caf::anon_send(self->owner_, br_opened_atom::value, self->id_);
-                                  self->read();
-                                });
+            asio::async_connect(
+                self->sock_, rs,
+                [self, name, verify](const boost::system::error_code& ec2, const tcp::endpoint&) {
+                  if (ec2) {
+                    return self->fail("cannot connect: " + ec2.message());
+                  }
+                  if (self->is_closed_) {
+                    return;
+                  }
+                  boost::system::error_code ignored;
+                  self->sock_.set_option(tcp::no_delay(true), ignored);
+                  if (self->tls_ctx_) {
+                    self->handshake(name, verify);
+                  } else {
+                    self->opened();
+                  }
+                });
           });
     });
   }
@@ -98,48 +110,91 @@ class link : public std::enable_shared_from_this<link> {
   }
 
  private:
+  void handshake(const std::string& name, bool verify) {
+    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock_, *tls_ctx_);
+    // SNI: a host name, never an IP address (RFC 6066, 3).
+    boost::system::error_code ec;
+    asio::ip::make_address(name, ec);
+    if (ec) {
+      SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+    }
+    if (verify) {
+      tls_->set_verify_mode(asio::ssl::verify_peer);
+      tls_->set_verify_callback(asio::ssl::host_name_verification(name));
+    } else {
+      tls_->set_verify_mode(asio::ssl::verify_none);
+    }
+    tls_->async_handshake(asio::ssl::stream_base::client,
+                          [self = shared_from_this()](const boost::system::error_code& ec2) {
+                            if (ec2) {
+                              return self->fail("TLS handshake failed: " + ec2.message());
+                            }
+                            self->opened();
+                          });
+  }
+
+  void opened() {
+    if (is_closed_) {
+      return;
+    }
+    is_open_ = true;
+    caf::anon_send(owner_, br_opened_atom::value, id_);
+    read();
+    flush();  // CONNECT may have been queued during the handshake
+  }
+
+  template <class F>
+  void read_some(F&& f) {
+    if (tls_) {
+      tls_->async_read_some(asio::buffer(buf_), std::forward<F>(f));
+    } else {
+      sock_.async_read_some(asio::buffer(buf_), std::forward<F>(f));
+    }
+  }
+
   void read() {
-    sock_.async_read_some(
-        asio::buffer(buf_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-          if (ec) {
-            return self->fail(ec == asio::error::eof ? "the remote closed the connection"
-                                                     : "read failed: " + ec.message());
-          }
-          self->dec_.feed(std::string_view(self->buf_.data(), n));
-          for (;;) {
-            mqtt::packet p;
-            auto st = self->dec_.next(p);
-            if (st == mqtt::decode_status::need_more) {
-              break;
-            }
-            if (st == mqtt::decode_status::error) {
-              return self->fail("malformed packet from the remote: " + self->dec_.error().detail);
-            }
-            caf::anon_send(self->owner_, packet_atom::value, self->id_, std::move(p));
-          }
-          self->read();
-        });
+    read_some([self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+      if (ec) {
+        return self->fail(ec == asio::error::eof ? "the remote closed the connection"
+                                                 : "read failed: " + ec.message());
+      }
+      self->dec_.feed(std::string_view(self->buf_.data(), n));
+      for (;;) {
+        mqtt::packet p;
+        auto st = self->dec_.next(p);
+        if (st == mqtt::decode_status::need_more) {
+          break;
+        }
+        if (st == mqtt::decode_status::error) {
+          return self->fail("malformed packet from the remote: " + self->dec_.error().detail);
+        }
+        caf::anon_send(self->owner_, packet_atom::value, self->id_, std::move(p));
+      }
+      self->read();
+    });
   }
 
   void flush() {
-    if (is_writing_ || out_.empty() || is_closed_) {
+    if (is_writing_ || out_.empty() || is_closed_ || !is_open_) {
       return;
     }
     is_writing_ = true;
     writing_.swap(out_);
     out_.clear();
-    asio::async_write(
-        sock_, asio::buffer(writing_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-          self->is_writing_ = false;
-          self->backlog_.fetch_sub(self->writing_.size(), std::memory_order_relaxed);
-          self->writing_.clear();
-          if (ec) {
-            return self->fail("write failed: " + ec.message());
-          }
-          self->flush();
-        });
+    auto done = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+      self->is_writing_ = false;
+      self->backlog_.fetch_sub(self->writing_.size(), std::memory_order_relaxed);
+      self->writing_.clear();
+      if (ec) {
+        return self->fail("write failed: " + ec.message());
+      }
+      self->flush();
+    };
+    if (tls_) {
+      asio::async_write(*tls_, asio::buffer(writing_), std::move(done));
+    } else {
+      asio::async_write(sock_, asio::buffer(writing_), std::move(done));
+    }
   }
 
   void fail(const std::string& why) {
@@ -160,10 +215,13 @@ class link : public std::enable_shared_from_this<link> {
   caf::actor owner_;
   std::uint64_t id_;
   mqtt::decoder dec_;
+  std::shared_ptr<asio::ssl::context> tls_ctx_;  ///< null: plain TCP
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   std::array<char, 16384> buf_{};
   std::string out_;
   std::string writing_;
   bool is_writing_ = false;
+  bool is_open_ = false;  ///< connected (and, over TLS, handshaken)
   bool is_closed_ = false;
   std::atomic<std::size_t> backlog_{0};
 };
@@ -175,12 +233,13 @@ class link_set {
   explicit link_set(asio::io_context& io) : io_(io) {}
 
   /// A new link, or null once the node is shutting down.
-  std::shared_ptr<link> make(caf::actor owner, std::uint64_t id) {
+  std::shared_ptr<link> make(caf::actor owner, std::uint64_t id,
+                             std::shared_ptr<asio::ssl::context> tls) {
     std::lock_guard lock{mtx_};
     if (is_stopped_) {
       return nullptr;
     }
-    auto l = std::make_shared<link>(io_, std::move(owner), id);
+    auto l = std::make_shared<link>(io_, std::move(owner), id, std::move(tls));
     links_.erase(std::remove_if(links_.begin(), links_.end(),
                                 [](const std::weak_ptr<link>& w) { return w.expired(); }),
                  links_.end());
@@ -234,7 +293,9 @@ struct bridge_state {
   bool is_auto_placed = false;
   route_adds routes;   ///< local subscriptions of the `out` rules
   std::string runner;  ///< the member that runs an auto-placed bridge, as last seen
-  std::uint64_t dropped_congested = 0;  ///< QoS 0 dropped while the socket was backed up
+  std::uint64_t dropped_congested = 0;
+  std::shared_ptr<asio::ssl::context>
+      tls;  ///< null: plain TCP  ///< QoS 0 dropped while the socket was backed up
 };
 
 using self_ptr = caf::stateful_actor<bridge_state>*;
@@ -334,13 +395,14 @@ void connect(self_ptr self) {
   if (st.current || !st.is_active) {
     return;
   }
-  auto l = st.links->make(caf::actor_cast<caf::actor>(self), ++st.link_id);
+  auto l = st.links->make(caf::actor_cast<caf::actor>(self), ++st.link_id, st.tls);
   if (!l) {
     return;  // the node is shutting down
   }
   st.current = l;
   spdlog::debug("bridge {}: connecting to {}", st.cfg.name, st.cfg.address);
-  l->start(st.host, st.port, st.session->options().version);
+  l->start(st.host, st.port, st.session->options().version,
+           st.cfg.server_name.empty() ? st.host : st.cfg.server_name, st.cfg.verify);
 }
 
 /// Local subscriptions for the `out` rules (like a session's; no back-pressure counter).
@@ -434,7 +496,8 @@ void place(self_ptr self) {
 
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::context_ptr ctx,
                           config::bridge_config cfg, std::uint32_t number,
-                          std::shared_ptr<link_set> links, std::shared_ptr<bridge_stats> stats) {
+                          std::shared_ptr<link_set> links, std::shared_ptr<bridge_stats> stats,
+                          std::shared_ptr<asio::ssl::context> tls) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.cfg = std::move(cfg);
@@ -444,6 +507,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
       std::make_unique<client_session>(options_from(st.cfg, st.ctx->cfg.node_name), st.rules);
   st.links = std::move(links);
   st.stats = std::move(stats);
+  st.tls = std::move(tls);
   st.backoff = st.cfg.reconnect_interval;
   auto hp = config::split_host_port(st.cfg.address);
   if (hp) {
@@ -535,10 +599,37 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   };
 }
 
+std::variant<std::shared_ptr<asio::ssl::context>, std::string> make_client_tls(
+    const config::bridge_config& c) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  auto* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  auto fail = [&](const std::string& what, const std::string& file) {
+    return "bridge " + c.name + ": cannot load " + what + " " + file;
+  };
+  if (!c.cacertfile.empty()) {
+    if (SSL_CTX_load_verify_locations(native, c.cacertfile.c_str(), nullptr) != 1) {
+      return fail("cacertfile", c.cacertfile);
+    }
+  } else if (SSL_CTX_set_default_verify_paths(native) != 1) {
+    return "bridge " + c.name + ": cannot load the system's CA certificates";
+  }
+  if (!c.certfile.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(native, c.certfile.c_str()) != 1) {
+      return fail("certfile", c.certfile);
+    }
+    if (SSL_CTX_use_PrivateKey_file(native, c.keyfile.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(native) != 1) {
+      return fail("keyfile", c.keyfile);
+    }
+  }
+  return ctx;
+}
+
 }  // namespace
 
-supervision::child_spec bridges_supervisor(const broker::context_ptr& ctx,
-                                           std::shared_ptr<link_set> links) {
+std::variant<supervision::child_spec, std::string> bridges_supervisor(
+    const broker::context_ptr& ctx, std::shared_ptr<link_set> links) {
   supervision::supervisor_spec spec;
   spec.strategy = supervision::restart_strategy::one_for_one;
   spec.intensity = 5;
@@ -550,11 +641,19 @@ supervision::child_spec bridges_supervisor(const broker::context_ptr& ctx,
     if (!runs_on(cfg, ctx->cfg.node_name)) {
       continue;
     }
+    std::shared_ptr<asio::ssl::context> tls;
+    if (cfg.tls) {
+      auto made = make_client_tls(cfg);
+      if (auto* err = std::get_if<std::string>(&made)) {
+        return *err;
+      }
+      tls = std::get<0>(std::move(made));
+    }
     spec.children.push_back(supervision::child_spec{
         "bridge." + name,
-        [ctx, cfg = cfg, number, links, stats](caf::local_actor* sup,
-                                               const caf::message&) -> caf::expected<caf::actor> {
-          return sup->spawn(bridge_impl, ctx, cfg, number, links, stats);
+        [ctx, cfg = cfg, number, links, stats, tls](
+            caf::local_actor* sup, const caf::message&) -> caf::expected<caf::actor> {
+          return sup->spawn(bridge_impl, ctx, cfg, number, links, stats, tls);
         }});
   }
   return supervision::supervisor_child("bridges", std::move(spec));

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <variant>
 
 #include "actors/broker/context.hpp"
 #include "supervision/supervisor.hpp"
@@ -26,9 +28,10 @@ std::shared_ptr<link_set> make_link_set(boost::asio::io_context& io);
 /// Closes every bridge socket and refuses new ones. Idempotent.
 void close_all(link_set& links);
 
-/// The node's "bridges" supervisor (one_for_one): one bridge actor per bridge whose
-/// ctx->bridges entry runs here. Without any, an empty supervisor.
-supervision::child_spec bridges_supervisor(const broker::context_ptr& ctx,
-                                           std::shared_ptr<link_set> links);
+/// The node's "bridges" supervisor (one_for_one): one bridge actor per bridge that may run on
+/// this node. Fails (with a message naming the bridge and file) when a bridge's TLS
+/// certificates cannot be loaded.
+std::variant<supervision::child_spec, std::string> bridges_supervisor(
+    const broker::context_ptr& ctx, std::shared_ptr<link_set> links);
 
 }  // namespace tern::actors::bridge

@@ -285,7 +285,11 @@ std::optional<std::string> node::start() {
   if (std::any_of(ctx->bridges.begin(), ctx->bridges.end(),
                   [&](const auto& b) { return bridge::runs_on(cfg.bridges.at(b->name),
                                                                cfg.node_name); })) {
-    root.children.push_back(bridge::bridges_supervisor(ctx, m.bridge_links));
+    auto bridges = bridge::bridges_supervisor(ctx, m.bridge_links);
+    if (auto* err = std::get_if<std::string>(&bridges)) {
+      return *err;
+    }
+    root.children.push_back(std::get<0>(std::move(bridges)));
   }
   auto started = supervision::start_supervisor(*m.sys, std::move(root));
   if (!started) {

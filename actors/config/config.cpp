@@ -616,6 +616,18 @@ void set_bridge_key(bridge_config& b, const std::string& k, const toml::node& v)
     b.max_queued = as_u32(v, 1, 100000000);
   } else if (k == "max_inflight") {
     b.max_inflight = as_u32(v, 1, 65535);
+  } else if (k == "tls") {
+    b.tls = as_bool(v);
+  } else if (k == "cacertfile") {
+    b.cacertfile = as_string(v);
+  } else if (k == "certfile") {
+    b.certfile = as_string(v);
+  } else if (k == "keyfile") {
+    b.keyfile = as_string(v);
+  } else if (k == "verify") {
+    b.verify = as_bool(v);
+  } else if (k == "server_name") {
+    b.server_name = as_string(v);
   } else if (k == "topics") {
     auto* arr = v.as_array();
     if (!arr) {
@@ -654,6 +666,9 @@ void apply_bridges(config& c, const toml::table& t, const std::string& origin) {
     }
     if (b.topics.empty()) {
       throw std::runtime_error(where(origin, body, full) + "a bridge needs at least one topic rule");
+    }
+    if (b.certfile.empty() != b.keyfile.empty()) {
+      throw std::runtime_error(where(origin, body, full) + "certfile and keyfile go together");
     }
     c.bridges[b.name] = std::move(b);
   }

@@ -226,6 +226,13 @@ struct bridge_config {
   std::string node;             ///< run only on the node of this name; "" = on every node
   std::uint32_t max_queued = 10000;  ///< outgoing messages held while the remote is away
   std::uint32_t max_inflight = 32;   ///< outgoing QoS 1/2 messages awaiting acknowledgement
+  // TLS to the remote broker.
+  bool tls = false;
+  std::string cacertfile;   ///< CA certificates (PEM) to verify the remote; "" = system CAs
+  std::string certfile;     ///< client certificate chain (PEM); "" = none
+  std::string keyfile;      ///< its private key
+  bool verify = true;       ///< verify the remote's certificate and name
+  std::string server_name;  ///< name checked and sent as SNI; "" = the address's host
   std::vector<bridge_topic_config> topics;
 };
 

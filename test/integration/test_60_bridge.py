@@ -257,3 +257,44 @@ def test_cluster_runs_the_bridge_on_one_member_and_moves_it(broker, cluster, cli
     pub2.publish("sensors/b", b"2", qos=1)
     assert [m.payload for m in remote_sub.expect(1, timeout=5)] == [b"2"]
     remote_sub.expect_none(0.5)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    import subprocess
+    from pathlib import Path
+    out = tmp_path_factory.mktemp("certs")
+    gen = Path(__file__).resolve().parents[2] / "scripts" / "gen-certs.sh"
+    subprocess.run(["bash", str(gen), str(out)], check=True, capture_output=True)
+    return out
+
+
+def tls_remote(broker, certs):
+    port = conftest.free_port()
+    remote = broker(**{"listeners.ssl.t": {"bind": f"{helpers.HOST}:{port}",
+                                           "certfile": str(certs / "server.pem"),
+                                           "keyfile": str(certs / "server.key")}})
+    remote.tls_port = port
+    return remote
+
+
+def test_tls_to_the_remote(broker, clients, certs):
+    remote = tls_remote(broker, certs)
+    local = broker(**bridge_section(remote.tls_port, TOPICS, tls=True,
+                                    cacertfile=str(certs / "ca.pem")))
+    connected(local)
+    remote_sub = clients(remote.port)
+    remote_sub.subscribe("site1/#", qos=1)
+    clients(local.port).publish("sensors/tls", b"secret", qos=1)
+    m = remote_sub.expect_one(timeout=5)
+    assert (m.topic, m.payload) == ("site1/sensors/tls", b"secret")
+
+
+@pytest.mark.parametrize("ca,server_name", [("other-ca.pem", ""), ("ca.pem", "wrong.example")])
+def test_tls_remote_not_verified_is_refused_and_retried(broker, certs, ca, server_name):
+    remote = tls_remote(broker, certs)
+    local = broker(**bridge_section(remote.tls_port, TOPICS, tls=True,
+                                    cacertfile=str(certs / ca), server_name=server_name))
+    wait_log(local, rf"bridge {BRIDGE_NAME}: connection to \S+ failed: TLS handshake failed",
+             count=2)
+    assert not re.search(rf"bridge {BRIDGE_NAME}: connected to ", local.log_text())

@@ -109,6 +109,12 @@ protocol = "v5"
 node = "n1"
 max_queued = 50
 max_inflight = 4
+tls = true
+cacertfile = "ca.pem"
+certfile = "c.pem"
+keyfile = "c.key"
+verify = false
+server_name = "broker.example"
 topics = [
   { filter = "sensors/#", direction = "out", qos = 0, local_prefix = "a/", remote_prefix = "site1/" },
   { filter = "cmd/+", direction = "both" },
@@ -128,6 +134,12 @@ topics = [
   CHECK(b.node == "n1");
   CHECK(b.max_queued == 50);
   CHECK(b.max_inflight == 4);
+  CHECK(b.tls);
+  CHECK(b.cacertfile == "ca.pem");
+  CHECK(b.certfile == "c.pem");
+  CHECK(b.keyfile == "c.key");
+  CHECK_FALSE(b.verify);
+  CHECK(b.server_name == "broker.example");
   REQUIRE(b.topics.size() == 2);
   CHECK(b.topics[0].filter == "sensors/#");
   CHECK(b.topics[0].direction == "out");
@@ -161,6 +173,9 @@ TEST_CASE("bridge config: errors name the file, line and key", "[bridge][config]
              StartsWith("b.toml:4: bridges.x.foo: unknown key"));
   CHECK_THAT(parse_err("[bridges.x]\ntopics = [{ filter = \"a\" }]\n"),
              StartsWith("b.toml:1: bridges.x: ") && Contains("address"));
+  CHECK_THAT(parse_err("[bridges.x]\naddress = \"h:1\"\ncertfile = \"c.pem\"\n"
+                       "topics = [{ filter = \"a\" }]\n"),
+             StartsWith("b.toml:1: bridges.x: ") && Contains("keyfile"));
   CHECK_THAT(parse_err("[bridges.x]\naddress = \"h:1\"\n"),
              StartsWith("b.toml:1: bridges.x: ") && Contains("topic rule"));
   CHECK_THAT(parse_err("[bridges.x]\naddress = \"h:1\"\nreconnect_interval = \"1ms\"\n"
@@ -201,6 +216,12 @@ TEST_CASE("bridge config: none by default; etc/tern.toml's example shows the def
   CHECK(b.node == d.node);
   CHECK(b.max_queued == d.max_queued);
   CHECK(b.max_inflight == d.max_inflight);
+  CHECK(b.tls == d.tls);
+  CHECK(b.cacertfile == d.cacertfile);
+  CHECK(b.certfile == d.certfile);
+  CHECK(b.keyfile == d.keyfile);
+  CHECK(b.verify == d.verify);
+  CHECK(b.server_name == d.server_name);
   CHECK(b.topics.size() == 2);
 }
 
