@@ -615,7 +615,7 @@ void set_bridge_key(bridge_config& b, const std::string& k, const toml::node& v)
   } else if (k == "max_queued") {
     b.max_queued = as_u32(v, 1, 100000000);
   } else if (k == "max_inflight") {
-    b.max_inflight = as_u32(v, 1, 65535);
+    b.max_inflight = as_u32(v, 1, 65000);  // packet ids left for SUBSCRIBE
   } else if (k == "tls") {
     b.tls = as_bool(v);
   } else if (k == "cacertfile") {

@@ -186,6 +186,9 @@ TEST_CASE("bridge config: errors name the file, line and key", "[bridge][config]
 TEST_CASE("bridge config: none by default; etc/tern.toml's example shows the defaults",
           "[bridge][config]") {
   CHECK(config::config{}.bridges.empty());
+  auto shipped = config::load_file(std::string(TERN_SOURCE_DIR) + "/etc/tern.toml");
+  REQUIRE(std::holds_alternative<config::config>(shipped));
+  CHECK(std::get<config::config>(shipped).bridges.empty());  // shipped with none configured
   std::ifstream in(std::string(TERN_SOURCE_DIR) + "/etc/tern.toml");
   REQUIRE(in);
   std::string line;
