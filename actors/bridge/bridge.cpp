@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/connect.hpp>
@@ -95,6 +96,9 @@ class link : public std::enable_shared_from_this<link> {
   std::size_t backlog() const { return backlog_.load(std::memory_order_relaxed); }
 
   void send(std::string bytes) {
+    if (is_dead_.load(std::memory_order_acquire)) {
+      return;  // closed: nothing may be queued on a context that may have stopped
+    }
     backlog_.fetch_add(bytes.size(), std::memory_order_relaxed);
     asio::post(io_, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
       if (self->is_closed_) {
@@ -106,6 +110,9 @@ class link : public std::enable_shared_from_this<link> {
   }
 
   void close(std::string why) {
+    if (is_dead_.load(std::memory_order_acquire)) {
+      return;
+    }
     asio::post(io_, [self = shared_from_this(), why = std::move(why)] { self->fail(why); });
   }
 
@@ -202,6 +209,7 @@ class link : public std::enable_shared_from_this<link> {
       return;
     }
     is_closed_ = true;
+    is_dead_.store(true, std::memory_order_release);
     boost::system::error_code ignored;
     resolver_.cancel();
     sock_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -224,6 +232,7 @@ class link : public std::enable_shared_from_this<link> {
   bool is_open_ = false;  ///< connected (and, over TLS, handshaken)
   bool is_closed_ = false;
   std::atomic<std::size_t> backlog_{0};
+  std::atomic<bool> is_dead_{false};  ///< is_closed_, readable from any thread
 };
 
 }  // namespace
@@ -255,7 +264,24 @@ class link_set {
         l->close("node shutting down");
       }
     }
-    links_.clear();
+  }
+
+  /// Waits (up to `timeout`) until no link object is left: their sockets must go before the
+  /// I/O context they were made on.
+  void wait_released(std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      {
+        std::lock_guard lock{mtx_};
+        links_.erase(std::remove_if(links_.begin(), links_.end(),
+                                    [](const std::weak_ptr<link>& w) { return w.expired(); }),
+                     links_.end());
+        if (links_.empty() || std::chrono::steady_clock::now() >= end) {
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
 
  private:
@@ -270,6 +296,10 @@ std::shared_ptr<link_set> make_link_set(asio::io_context& io) {
 }
 
 void close_all(link_set& links) { links.close_all(); }
+
+void wait_released(link_set& links, std::chrono::milliseconds timeout) {
+  links.wait_released(timeout);
+}
 
 namespace {
 
@@ -430,8 +460,9 @@ void activate(self_ptr self) {
   st.is_active = true;
   st.stats->runs_here = true;
   if (!st.routes.empty()) {
-    self->send(st.ctx->router(), add_route_atom::value, st.routes,
-               caf::actor_cast<caf::actor>(self), flow::backlog_ptr{});
+    self->request(st.ctx->router(), caf::infinite, add_route_atom::value, st.routes,
+                  caf::actor_cast<caf::actor>(self), flow::backlog_ptr{})
+        .then([](bool) {});
   }
   if (st.is_auto_placed) {
     spdlog::info("bridge {}: this node is the live member with the lowest name: running here",
@@ -458,8 +489,9 @@ void deactivate(self_ptr self, const std::string& runner) {
     for (auto& a : st.routes) {
       filters.push_back(a.first);
     }
-    self->send(st.ctx->router(), del_route_atom::value, std::move(filters),
-               caf::actor_cast<caf::actor>(self));
+    self->request(st.ctx->router(), caf::infinite, del_route_atom::value, std::move(filters),
+                  caf::actor_cast<caf::actor>(self))
+        .then([](bool) {});
   }
   if (st.current) {
     st.current->close("the bridge moved to " + runner);

@@ -6,6 +6,7 @@
 // publishes what the remote broker sends for its `in` rules through the local dispatch.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <variant>
@@ -27,6 +28,10 @@ std::shared_ptr<link_set> make_link_set(boost::asio::io_context& io);
 
 /// Closes every bridge socket and refuses new ones. Idempotent.
 void close_all(link_set& links);
+
+/// After close_all: waits up to `timeout` until the bridge actors have let go of their
+/// sockets (call before the I/O context is destroyed).
+void wait_released(link_set& links, std::chrono::milliseconds timeout);
 
 /// The node's "bridges" supervisor (one_for_one): one bridge actor per bridge that may run on
 /// this node. Fails (with a message naming the bridge and file) when a bridge's TLS

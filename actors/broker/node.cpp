@@ -390,6 +390,9 @@ void node::stop() {
   }
   m.ctx->set_sessions(caf::actor{});
   m.ctx->set_router(caf::actor{});
+  if (m.bridge_links) {
+    bridge::wait_released(*m.bridge_links, std::chrono::seconds(1));
+  }
   m.listeners.clear();
   m.workers.clear();
   spdlog::info("node stopped");
