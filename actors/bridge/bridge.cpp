@@ -18,6 +18,7 @@
 #include "actors/bridge/rules.hpp"
 #include "actors/broker/dispatch.hpp"
 #include "actors/broker/types.hpp"
+#include "actors/store/store.hpp"
 #include "cluster/admin.hpp"
 #include "proto/mqtt/codec.hpp"
 
@@ -435,6 +436,45 @@ void connect(self_ptr self) {
            st.cfg.server_name.empty() ? st.host : st.cfg.server_name, st.cfg.verify);
 }
 
+/// Saves the unacknowledged and queued messages to the node's store (at shutdown).
+void save_queue(self_ptr self) {
+  auto& st = self->state;
+  if (!st.ctx->db) {
+    return;
+  }
+  std::vector<message_ptr> msgs;
+  for (auto& o : st.session->pending()) {
+    auto m = std::make_shared<message>(o.msg ? *o.msg : message{});
+    m->topic = o.topic;
+    m->q = o.q;
+    m->retain = o.retain;
+    msgs.push_back(std::move(m));
+  }
+  st.ctx->db->save_bridge_queue(st.cfg.name, msgs);
+  if (!msgs.empty()) {
+    spdlog::info("bridge {}: {} message(s) for the remote saved", st.cfg.name, msgs.size());
+  }
+}
+
+/// Takes back what save_queue() saved at the last shutdown.
+void restore_queue(self_ptr self) {
+  auto& st = self->state;
+  if (!st.ctx->db) {
+    return;
+  }
+  auto msgs = st.ctx->db->take_bridge_queue(st.cfg.name);
+  if (msgs.empty()) {
+    return;
+  }
+  std::vector<outgoing> saved;
+  for (auto& m : msgs) {
+    saved.push_back(outgoing{m, m->topic, m->q, m->retain});
+  }
+  st.session->restore(std::move(saved));
+  spdlog::info("bridge {}: {} message(s) for the remote restored", st.cfg.name, msgs.size());
+  update_stats(self);
+}
+
 /// Local subscriptions for the `out` rules (like a session's; no back-pressure counter).
 route_adds local_routes(const std::vector<rule>& rules) {
   route_adds adds;
@@ -559,7 +599,9 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
                      caf::actor_cast<caf::actor>(self_addr));
     }
   });
+  restore_queue(self);
   self->set_exit_handler([self](caf::exit_msg& em) {
+    save_queue(self);  // node shutdown: what the remote has not taken survives a restart
     if (self->state.current) {
       self->state.current->close("bridge stopped");
       self->state.current = nullptr;

@@ -305,6 +305,30 @@ std::uint16_t client_session::next_packet_id() {
   }
 }
 
+std::vector<outgoing> client_session::pending() const {
+  std::vector<outgoing> out;
+  for (const auto& f : inflight_) {
+    if (f.state != wait::pubcomp) {
+      out.push_back(f.m);
+    }
+  }
+  for (const auto& m : queue_.items()) {
+    out.push_back(m);
+  }
+  return out;
+}
+
+void client_session::restore(std::vector<outgoing> saved) {
+  outbox merged(opts_.max_queued);
+  for (auto& m : saved) {
+    counters_.dropped += merged.push(std::move(m));
+  }
+  while (auto m = queue_.pop()) {
+    counters_.dropped += merged.push(std::move(*m));
+  }
+  queue_ = std::move(merged);
+}
+
 step client_session::on_tick(clock::time_point now) {
   step s;
   if (!open_) {

@@ -44,6 +44,7 @@ class outbox {
   std::size_t size() const { return q_.size(); }
   bool empty() const { return q_.empty(); }
   const outgoing& front() const { return q_.front(); }
+  const std::deque<outgoing>& items() const { return q_; }
 
  private:
   std::size_t max_;
@@ -105,6 +106,13 @@ class client_session {
   step enqueue(outgoing m, clock::time_point now);
   /// Called periodically (about once a second): keepalive and CONNACK timeout.
   step on_tick(clock::time_point now);
+
+  /// What would be lost if the bridge stopped now, in sending order: unacknowledged
+  /// messages (except QoS 2 ones the remote already has: PUBREC received), then the queue.
+  std::vector<outgoing> pending() const;
+  /// Puts messages saved by pending() (at the last shutdown) in front of the queue; they are
+  /// sent as new messages after the next CONNACK.
+  void restore(std::vector<outgoing> saved);
 
   bool is_connected() const { return connected_; }
   std::size_t queued() const { return queue_.size(); }

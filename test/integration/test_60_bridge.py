@@ -298,3 +298,27 @@ def test_tls_remote_not_verified_is_refused_and_retried(broker, certs, ca, serve
     wait_log(local, rf"bridge {BRIDGE_NAME}: connection to \S+ failed: TLS handshake failed",
              count=2)
     assert not re.search(rf"bridge {BRIDGE_NAME}: connected to ", local.log_text())
+
+
+def test_queue_survives_a_restart_of_the_bridging_node(broker, clients):
+    remote = broker()
+    sub = clients(remote.port, client_id="bridge-sink-2", clean_session=False)
+    sub.subscribe("site1/#", qos=1)
+    sub.disconnect()
+    local = broker(**bridge_section(remote.port, TOPICS))
+    connected(local)
+    remote.stop()
+    wait_log(local, rf"bridge {BRIDGE_NAME}: disconnected from ")
+    pub = clients(local.port)
+    n = 10
+    for i in range(n):
+        pub.publish("sensors/keep", str(i).encode(), qos=1)
+    pub.disconnect()
+    local.restart()  # graceful: the queue is saved, then taken back
+    wait_log(local, rf"bridge {BRIDGE_NAME}: {n} message\(s\) for the remote restored")
+    remote.start(remote.port)
+    connected(local)
+    sub2 = clients(remote.port, client_id="bridge-sink-2", clean_session=False)
+    got = sub2.expect(n, timeout=10)
+    assert [m.payload for m in got] == [str(i).encode() for i in range(n)]
+    sub2.expect_none(1.0)

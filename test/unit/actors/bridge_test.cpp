@@ -631,3 +631,36 @@ TEST_CASE("bridge codec: what the session sends encodes and decodes unchanged", 
     CHECK(back == p);
   }
 }
+
+TEST_CASE("bridge session: pending() lists what a restart must keep; restore() queues it first",
+          "[bridge]") {
+  client_session s(opts(2), both_rules());
+  connect(s);
+  auto a = of_type<mqtt::publish>(s.enqueue(out("t", "a", mqtt::qos::exactly_once), t0));
+  auto b = of_type<mqtt::publish>(s.enqueue(out("t", "b", mqtt::qos::at_least_once), t0));
+  s.enqueue(out("t", "c", mqtt::qos::at_least_once), t0);  // waits for the window
+  REQUIRE(a.size() == 1);
+  REQUIRE(b.size() == 1);
+  std::vector<std::string> names;
+  for (auto& o : s.pending()) {
+    names.push_back(o.msg->payload);
+  }
+  CHECK(names == std::vector<std::string>{"a", "b", "c"});
+  s.on_packet(mqtt::pubrec{{a[0].packet_id, 0, {}}}, t0);  // the remote has "a"
+  names.clear();
+  for (auto& o : s.pending()) {
+    names.push_back(o.msg->payload);
+  }
+  CHECK(names == std::vector<std::string>{"b", "c"});
+
+  client_session fresh(opts(8, 3), both_rules());
+  fresh.enqueue(out("t", "new", mqtt::qos::at_least_once), t0);
+  fresh.restore(s.pending());
+  CHECK(fresh.queued() == 3);
+  auto p = of_type<mqtt::publish>(connect(fresh));
+  REQUIRE(p.size() == 3);
+  CHECK(p[0].payload == "b");
+  CHECK(p[1].payload == "c");
+  CHECK(p[2].payload == "new");
+  CHECK_FALSE(p[0].dup);
+}
