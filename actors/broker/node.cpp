@@ -229,20 +229,6 @@ std::optional<std::string> node::start() {
     m.ctx->retained.put(msg);
   }
   auto cores = std::max(1u, std::thread::hardware_concurrency());
-  m.sys_cfg = std::make_unique<caf::actor_system_config>();
-  // CAF defaults to max(4, cores) workers: size it to the machine (or the config).
-  m.sys_cfg->set("scheduler.max-threads",
-                 static_cast<std::size_t>(cfg.worker_threads ? cfg.worker_threads : cores));
-  m.sys_cfg->set("logger.verbosity", caf::atom("quiet"));
-  configure_scheduler(*m.sys_cfg, cfg.scheduler);
-  supervision::add_error_category(*m.sys_cfg);
-  cluster::configure(*m.sys_cfg, cfg);
-  m.sys = std::make_unique<caf::actor_system>(*m.sys_cfg);
-  // The cluster comes first: its hooks must be in place before any route or publish.
-  if (auto err = m.cluster.start(*m.sys, m.ctx)) {
-    return *err;
-  }
-
   const std::uint32_t io_threads = cfg.io_threads ? cfg.io_threads : cores;
   for (std::uint32_t i = 0; i < io_threads; ++i) {
     m.workers.push_back(std::make_unique<io_worker>());
@@ -260,6 +246,30 @@ std::optional<std::string> node::start() {
     m.ctx->bridges.push_back(std::move(st));
   }
   m.bridge_links = bridge::make_link_set(m.workers.back()->io);
+
+  // Checked before anything runs: a bridge's TLS files that cannot be loaded stop the start.
+  std::optional<supervision::child_spec> bridges_child;
+  if (std::any_of(cfg.bridges.begin(), cfg.bridges.end(),
+                  [&](const auto& b) { return bridge::runs_on(b.second, cfg.node_name); })) {
+    auto bridges = bridge::bridges_supervisor(m.ctx, m.bridge_links);
+    if (auto* err = std::get_if<std::string>(&bridges)) {
+      return *err;
+    }
+    bridges_child = std::get<0>(std::move(bridges));
+  }
+  m.sys_cfg = std::make_unique<caf::actor_system_config>();
+  // CAF defaults to max(4, cores) workers: size it to the machine (or the config).
+  m.sys_cfg->set("scheduler.max-threads",
+                 static_cast<std::size_t>(cfg.worker_threads ? cfg.worker_threads : cores));
+  m.sys_cfg->set("logger.verbosity", caf::atom("quiet"));
+  configure_scheduler(*m.sys_cfg, cfg.scheduler);
+  supervision::add_error_category(*m.sys_cfg);
+  cluster::configure(*m.sys_cfg, cfg);
+  m.sys = std::make_unique<caf::actor_system>(*m.sys_cfg);
+  // The cluster comes first: its hooks must be in place before any route or publish.
+  if (auto err = m.cluster.start(*m.sys, m.ctx)) {
+    return *err;
+  }
 
   // tern (one_for_one): router, the session manager, then the bridges; stopped in reverse
   // order.
@@ -282,14 +292,8 @@ std::optional<std::string> node::start() {
         ctx->set_sessions(a);
         return a;
       }});
-  if (std::any_of(ctx->bridges.begin(), ctx->bridges.end(),
-                  [&](const auto& b) { return bridge::runs_on(cfg.bridges.at(b->name),
-                                                               cfg.node_name); })) {
-    auto bridges = bridge::bridges_supervisor(ctx, m.bridge_links);
-    if (auto* err = std::get_if<std::string>(&bridges)) {
-      return *err;
-    }
-    root.children.push_back(std::get<0>(std::move(bridges)));
+  if (bridges_child) {
+    root.children.push_back(std::move(*bridges_child));
   }
   auto started = supervision::start_supervisor(*m.sys, std::move(root));
   if (!started) {

@@ -222,6 +222,17 @@ def test_bad_bridge_config_names_the_line(tmp_path):
     assert "bad.toml:3" in out and "bridges.x.topics" in out, out
 
 
+def test_bridge_tls_file_that_cannot_be_loaded_stops_the_start(broker, tmp_path):
+    b = conftest.Broker("tern", tmp_path / "n", bridge_section(
+        1, TOPICS, tls=True, cacertfile=str(tmp_path / "missing.pem")), False)
+    import subprocess
+    port = conftest.free_port()
+    r = subprocess.run(b._command(port), capture_output=True, timeout=10, cwd=b.dir)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode != 0
+    assert f"bridge {BRIDGE_NAME}: cannot load cacertfile" in out, out
+
+
 def test_cluster_runs_the_bridge_on_one_member_and_moves_it(broker, cluster, clients):
     """node = "*": only the live member with the lowest name runs the bridge; when it dies,
     the next one takes over."""
