@@ -23,6 +23,9 @@ struct message {
   std::uint64_t from_session = 0;
   /// Published to `$local/...`: for this node's subscribers only, never forwarded.
   bool is_local = false;
+  /// Published on this node by bridge number `from_bridge` (0: not by a bridge); that bridge
+  /// never sends it back out (loop prevention).
+  std::uint32_t from_bridge = 0;
 
   /// When the Message Expiry Interval has passed; max() when the message never expires.
   std::chrono::steady_clock::time_point expires_at() const {

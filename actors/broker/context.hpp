@@ -18,6 +18,7 @@
 
 #include <caf/actor.hpp>
 
+#include "actors/bridge/stats.hpp"
 #include "actors/broker/session_ref.hpp"
 #include "actors/config/config.hpp"
 #include "actors/connection/enhanced_auth.hpp"
@@ -127,6 +128,8 @@ struct context {
   connection::auth_methods auth_methods;
   /// Connected clients, for the management API and $SYS.
   mgmt::client_registry clients;
+  /// One entry per configured bridge (config order); set before any actor starts.
+  std::vector<std::shared_ptr<bridge::bridge_stats>> bridges;
   const std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
 
   /// The node's singleton actors. Their supervisor may restart them, so readers take a

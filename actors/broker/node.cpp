@@ -11,6 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/access/engine.hpp"
+#include "actors/bridge/bridge.hpp"
+#include "actors/bridge/rules.hpp"
 #include "actors/broker/context.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
@@ -155,6 +157,7 @@ struct node::impl : listener::io_pool {
   cluster::node_cluster cluster;  // membership, route replication, forwarding
   std::vector<std::unique_ptr<io_worker>> workers;
   std::vector<std::unique_ptr<listener::listener>> listeners;
+  std::shared_ptr<bridge::link_set> bridge_links;  // sockets of this node's bridges
   std::atomic<std::size_t> next_worker{0};
   bool running = false;
 
@@ -226,6 +229,34 @@ std::optional<std::string> node::start() {
     m.ctx->retained.put(msg);
   }
   auto cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::uint32_t io_threads = cfg.io_threads ? cfg.io_threads : cores;
+  for (std::uint32_t i = 0; i < io_threads; ++i) {
+    m.workers.push_back(std::make_unique<io_worker>());
+  }
+  // Bridges: their counters exist for every configured bridge; actors only where they run.
+  for (auto& [name, bc] : cfg.bridges) {
+    auto st = std::make_shared<bridge::bridge_stats>();
+    st->name = name;
+    st->address = bc.address;
+    // "*": the bridge actor decides at run time (it sets runs_here while it works here).
+    st->runs_here = bridge::runs_on(bc, cfg.node_name) && bc.node != "*";
+    if (!bridge::runs_on(bc, cfg.node_name)) {
+      spdlog::info("bridge {}: runs on node {}, not here", name, bc.node);
+    }
+    m.ctx->bridges.push_back(std::move(st));
+  }
+  m.bridge_links = bridge::make_link_set(m.workers.back()->io);
+
+  // Checked before anything runs: a bridge's TLS files that cannot be loaded stop the start.
+  std::optional<supervision::child_spec> bridges_child;
+  if (std::any_of(cfg.bridges.begin(), cfg.bridges.end(),
+                  [&](const auto& b) { return bridge::runs_on(b.second, cfg.node_name); })) {
+    auto bridges = bridge::bridges_supervisor(m.ctx, m.bridge_links);
+    if (auto* err = std::get_if<std::string>(&bridges)) {
+      return *err;
+    }
+    bridges_child = std::get<0>(std::move(bridges));
+  }
   m.sys_cfg = std::make_unique<caf::actor_system_config>();
   // CAF defaults to max(4, cores) workers: size it to the machine (or the config).
   m.sys_cfg->set("scheduler.max-threads",
@@ -240,7 +271,8 @@ std::optional<std::string> node::start() {
     return *err;
   }
 
-  // tern (one_for_one): router, then the session manager; stopped in reverse order.
+  // tern (one_for_one): router, the session manager, then the bridges; stopped in reverse
+  // order.
   supervision::supervisor_spec root;
   root.strategy = supervision::restart_strategy::one_for_one;
   root.intensity = 10;
@@ -260,16 +292,15 @@ std::optional<std::string> node::start() {
         ctx->set_sessions(a);
         return a;
       }});
+  if (bridges_child) {
+    root.children.push_back(std::move(*bridges_child));
+  }
   auto started = supervision::start_supervisor(*m.sys, std::move(root));
   if (!started) {
     return "cannot start the node's actors: " + m.sys->render(started.error());
   }
   m.root = *started;
 
-  const std::uint32_t io_threads = cfg.io_threads ? cfg.io_threads : cores;
-  for (std::uint32_t i = 0; i < io_threads; ++i) {
-    m.workers.push_back(std::make_unique<io_worker>());
-  }
   for (auto& [name, lc] : cfg.listeners) {
     if (auto err = m.open_listener(lc)) {
       m.running = true;
@@ -340,6 +371,9 @@ void node::stop() {
   for (auto& w : m.workers) {
     w->close_all("server shutting down");
   }
+  if (m.bridge_links) {
+    bridge::close_all(*m.bridge_links);  // their I/O thread must be free to end
+  }
   for (auto& w : m.workers) {
     // Each thread returns once its sockets have closed and reported to their actors.
     asio::post(w->io, [&w] { w->sweep_timer.cancel(); });
@@ -360,6 +394,9 @@ void node::stop() {
   }
   m.ctx->set_sessions(caf::actor{});
   m.ctx->set_router(caf::actor{});
+  if (m.bridge_links) {
+    bridge::wait_released(*m.bridge_links, std::chrono::seconds(1));
+  }
   m.listeners.clear();
   m.workers.clear();
   spdlog::info("node stopped");

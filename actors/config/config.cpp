@@ -525,6 +525,155 @@ void apply_listeners(config& c, const toml::table& t, const std::string& origin)
   }
 }
 
+// [bridges.<name>]: one MQTT bridge to a remote broker per table.
+
+/// A topic filter by the MQTT rules ('+' and '#' whole levels, '#' last); `allow_wildcards`
+/// false for prefixes.
+bool is_valid_filter_text(const std::string& f, bool allow_wildcards) {
+  if (f.find('\0') != std::string::npos) {
+    return false;
+  }
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (f[i] != '+' && f[i] != '#') {
+      continue;
+    }
+    if (!allow_wildcards) {
+      return false;
+    }
+    bool starts_level = i == 0 || f[i - 1] == '/';
+    bool ends_level = i + 1 == f.size() || f[i + 1] == '/';
+    if (!starts_level || !ends_level || (f[i] == '#' && i + 1 != f.size())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bridge_topic_config as_bridge_topic(const toml::node& n) {
+  auto* t = n.as_table();
+  if (!t) {
+    throw bad_value{"expected an inline table { filter = \"...\", direction = \"out\" }"};
+  }
+  bridge_topic_config r;
+  bool has_filter = false;
+  for (auto&& [k, v] : *t) {
+    std::string key(k.str());
+    if (key == "filter") {
+      r.filter = as_string(v);
+      has_filter = true;
+    } else if (key == "direction") {
+      r.direction = one_of(v, {"out", "in", "both"});
+    } else if (key == "qos") {
+      r.qos = static_cast<std::uint8_t>(as_u32(v, 0, 2));
+    } else if (key == "local_prefix") {
+      r.local_prefix = as_string(v);
+    } else if (key == "remote_prefix") {
+      r.remote_prefix = as_string(v);
+    } else {
+      throw bad_value{"unknown key \"" + key +
+                      "\" in a topic rule (filter, direction, qos, local_prefix, remote_prefix)"};
+    }
+  }
+  if (!has_filter || r.filter.empty()) {
+    throw bad_value{"a topic rule needs a non-empty filter"};
+  }
+  if (!is_valid_filter_text(r.filter, true)) {
+    throw bad_value{"invalid topic filter \"" + r.filter + "\""};
+  }
+  if (!is_valid_filter_text(r.local_prefix, false) ||
+      !is_valid_filter_text(r.remote_prefix, false)) {
+    throw bad_value{"prefixes must not contain wildcards"};
+  }
+  return r;
+}
+
+void set_bridge_key(bridge_config& b, const std::string& k, const toml::node& v) {
+  if (k == "address") {
+    b.address = as_address(v, false);
+  } else if (k == "client_id") {
+    b.client_id = as_string(v);
+  } else if (k == "username") {
+    b.username = as_string(v);
+  } else if (k == "password") {
+    b.password = as_string(v);
+  } else if (k == "clean_session") {
+    b.clean_session = as_bool(v);
+  } else if (k == "keepalive") {
+    b.keepalive = as_duration(v);
+    if (b.keepalive > std::chrono::seconds(65535)) {
+      throw bad_value{"must be at most 65535s"};
+    }
+  } else if (k == "reconnect_interval") {
+    b.reconnect_interval = as_duration(v);
+    if (b.reconnect_interval < std::chrono::milliseconds(10)) {
+      throw bad_value{"must be at least 10ms"};
+    }
+  } else if (k == "protocol") {
+    b.protocol = one_of(v, {"v4", "v5"});
+  } else if (k == "node") {
+    b.node = as_string(v);
+  } else if (k == "max_queued") {
+    b.max_queued = as_u32(v, 1, 100000000);
+  } else if (k == "max_inflight") {
+    b.max_inflight = as_u32(v, 1, 65000);  // packet ids left for SUBSCRIBE
+  } else if (k == "tls") {
+    b.tls = as_bool(v);
+  } else if (k == "cacertfile") {
+    b.cacertfile = as_string(v);
+  } else if (k == "certfile") {
+    b.certfile = as_string(v);
+  } else if (k == "keyfile") {
+    b.keyfile = as_string(v);
+  } else if (k == "verify") {
+    b.verify = as_bool(v);
+  } else if (k == "server_name") {
+    b.server_name = as_string(v);
+  } else if (k == "topics") {
+    auto* arr = v.as_array();
+    if (!arr) {
+      throw bad_value{"expected an array of topic rules"};
+    }
+    b.topics.clear();
+    for (const auto& e : *arr) {
+      b.topics.push_back(as_bridge_topic(e));
+    }
+  } else {
+    throw bad_value{"unknown key"};
+  }
+}
+
+void apply_bridges(config& c, const toml::table& t, const std::string& origin) {
+  for (auto&& [name, body] : t) {
+    std::string full = "bridges." + std::string(name.str());
+    auto* bt = body.as_table();
+    if (!bt) {
+      throw std::runtime_error(where(origin, body, full) + "expected a table [" + full + "]");
+    }
+    bridge_config b;
+    if (auto it = c.bridges.find(std::string(name.str())); it != c.bridges.end()) {
+      b = it->second;
+    }
+    b.name = std::string(name.str());
+    for (auto&& [k, v] : *bt) {
+      try {
+        set_bridge_key(b, std::string(k.str()), v);
+      } catch (const bad_value& e) {
+        throw std::runtime_error(where(origin, v, full + "." + std::string(k.str())) + e.what);
+      }
+    }
+    if (b.address.empty()) {
+      throw std::runtime_error(where(origin, body, full) + "a bridge needs an address");
+    }
+    if (b.topics.empty()) {
+      throw std::runtime_error(where(origin, body, full) + "a bridge needs at least one topic rule");
+    }
+    if (b.certfile.empty() != b.keyfile.empty()) {
+      throw std::runtime_error(where(origin, body, full) + "certfile and keyfile go together");
+    }
+    c.bridges[b.name] = std::move(b);
+  }
+}
+
 void apply(config& c, const toml::table& root, const std::string& origin) {
   bool listeners_given = false;
   for (auto&& [section, body] : root) {
@@ -539,6 +688,14 @@ void apply(config& c, const toml::table& root, const std::string& origin) {
         listeners_given = true;
       }
       apply_listeners(c, *t, origin);
+      continue;
+    }
+    if (sec == "bridges") {
+      auto* t = body.as_table();
+      if (!t) {
+        throw std::runtime_error(where(origin, body, sec) + "expected [bridges.<name>] tables");
+      }
+      apply_bridges(c, *t, origin);
       continue;
     }
     auto* t = body.as_table();

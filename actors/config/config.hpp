@@ -203,6 +203,39 @@ struct scheduler_config {
   std::uint32_t relaxed_sleep_us = 10000;
 };
 
+/// One forwarding rule of a bridge ([[bridges.<name>.topics]] entries).
+struct bridge_topic_config {
+  std::string filter;                 ///< topic filter, relative to the prefixes
+  std::string direction = "out";      ///< out | in | both
+  std::uint8_t qos = 1;               ///< highest QoS forwarded (min with the message's)
+  std::string local_prefix;           ///< prepended to the filter on this broker
+  std::string remote_prefix;          ///< prepended to the filter on the remote broker
+};
+
+/// A bridge: an MQTT client from this node to a remote broker ([bridges.<name>]).
+struct bridge_config {
+  std::string name;
+  std::string address;     ///< remote host:port; IPv6 as [::1]:1883
+  std::string client_id;   ///< "" = "<node name>-bridge-<name>"
+  std::string username;    ///< "" = none sent
+  std::string password;    ///< "" = none sent
+  bool clean_session = true;
+  std::chrono::milliseconds keepalive{60000};
+  std::chrono::milliseconds reconnect_interval{5000};
+  std::string protocol = "v4";  ///< v4 (MQTT 3.1.1) | v5
+  std::string node;             ///< run only on the node of this name; "" = on every node
+  std::uint32_t max_queued = 10000;  ///< outgoing messages held while the remote is away
+  std::uint32_t max_inflight = 32;   ///< outgoing QoS 1/2 messages awaiting acknowledgement
+  // TLS to the remote broker.
+  bool tls = false;
+  std::string cacertfile;   ///< CA certificates (PEM) to verify the remote; "" = system CAs
+  std::string certfile;     ///< client certificate chain (PEM); "" = none
+  std::string keyfile;      ///< its private key
+  bool verify = true;       ///< verify the remote's certificate and name
+  std::string server_name;  ///< name checked and sent as SNI; "" = the address's host
+  std::vector<bridge_topic_config> topics;
+};
+
 struct config {
   std::string node_name = "tern@127.0.0.1";
   std::string data_dir = "data";
@@ -223,6 +256,7 @@ struct config {
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
   flow_config flow;
+  std::map<std::string, bridge_config> bridges;  ///< by name; none by default
 };
 
 struct config_error {

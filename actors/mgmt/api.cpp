@@ -770,6 +770,25 @@ struct api::impl {
     return json_response(200, items);
   }
 
+  http_response bridges() {
+    json items = json::array();
+    for (const auto& b : ctx->bridges) {
+      items.push_back(json{{"name", b->name},
+                           {"address", b->address},
+                           {"runs_here", b->runs_here.load()},
+                           {"connected", b->connected.load()},
+                           {"forwarded_out", b->forwarded_out.load()},
+                           {"forwarded_in", b->forwarded_in.load()},
+                           {"dropped", b->dropped.load()},
+                           {"queued", b->queued.load()},
+                           {"inflight", b->inflight.load()},
+                           {"connects", b->connects.load()},
+                           {"refusals", b->refusals.load()},
+                           {"last_refusal_code", b->last_refusal.load()}});
+    }
+    return json_response(200, items);
+  }
+
   http_response metrics_json() {
     json m = json::object();
     for (auto& [k, v] : emqttd_metrics(*ctx)) {
@@ -927,6 +946,9 @@ struct api::impl {
     }
     if (is({"metrics"})) {
       return only("GET", [&] { return metrics_json(); });
+    }
+    if (is({"bridges"})) {
+      return only("GET", [&] { return bridges(); });
     }
     if (is({"publish"})) {
       return only("POST", [&] { return publish(body); });

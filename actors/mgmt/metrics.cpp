@@ -212,6 +212,48 @@ std::vector<std::pair<std::string, std::uint64_t>> emqttd_metrics(const broker::
   };
 }
 
+namespace {
+
+/// One sample per bridge (label bridge="<name>") of each bridge counter; nothing without
+/// bridges.
+void add_bridge_families(const broker::context& ctx, std::vector<metric_family>& out) {
+  if (ctx.bridges.empty()) {
+    return;
+  }
+  using stats = bridge::bridge_stats;
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    metric_family f{name, type, help, {}};
+    for (const auto& b : ctx.bridges) {
+      f.samples.emplace_back("bridge=\"" + label_value(b->name) + "\"",
+                             static_cast<double>(value(*b)));
+    }
+    out.push_back(std::move(f));
+  };
+  family("tern_bridge_connected", "gauge", "1 while the bridge is connected to its remote broker.",
+         [](const stats& b) { return b.connected.load() ? 1 : 0; });
+  family("tern_bridge_messages_out_total", "counter",
+         "Messages the remote broker took from this bridge (acknowledged at QoS 1/2).",
+         [](const stats& b) { return b.forwarded_out.load(); });
+  family("tern_bridge_messages_in_total", "counter",
+         "Messages from the remote broker published on this node.",
+         [](const stats& b) { return b.forwarded_in.load(); });
+  family("tern_bridge_messages_dropped_total", "counter",
+         "Messages for the remote broker dropped because the bridge queue was full.",
+         [](const stats& b) { return b.dropped.load(); });
+  family("tern_bridge_queued_messages", "gauge",
+         "Messages waiting to be sent to the remote broker.",
+         [](const stats& b) { return b.queued.load(); });
+  family("tern_bridge_inflight_messages", "gauge",
+         "Messages sent to the remote broker and not yet acknowledged.",
+         [](const stats& b) { return b.inflight.load(); });
+  family("tern_bridge_connects_total", "counter", "Connections the remote broker accepted.",
+         [](const stats& b) { return b.connects.load(); });
+  family("tern_bridge_refusals_total", "counter", "CONNECTs the remote broker refused.",
+         [](const stats& b) { return b.refusals.load(); });
+}
+
+}  // namespace
+
 std::vector<metric_family> collect_families(const broker::context& ctx, stats_tracker& tracker) {
   auto& s = ctx.stats;
   auto gauges = tracker.read(ctx);
@@ -244,7 +286,7 @@ std::vector<metric_family> collect_families(const broker::context& ctx, stats_tr
   auto start = std::chrono::duration_cast<std::chrono::seconds>(ctx.started_at.time_since_epoch());
   auto proc = read_process_stats();
   auto d = [](std::uint64_t v) { return static_cast<double>(v); };
-  return {
+  std::vector<metric_family> out = {
       {"tern_build_info",
        "gauge",
        "Version and node name of this broker.",
@@ -308,6 +350,8 @@ std::vector<metric_family> collect_families(const broker::context& ctx, stats_tr
       {"process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.",
        one(static_cast<double>(start.count()))},
   };
+  add_bridge_families(ctx, out);
+  return out;
 }
 
 }  // namespace tern::actors::mgmt

@@ -18,6 +18,7 @@ namespace {
 namespace mqtt = proto::mqtt;
 constexpr const char* retained_prefix = "r/";
 constexpr const char* session_prefix = "s/";
+constexpr const char* bridge_prefix = "b/";
 
 void to_pb(const message& m, tern::store::Message& pb) {
   pb.set_topic(m.topic);
@@ -242,6 +243,41 @@ std::vector<saved_session> store::take_sessions() {
   if (!st.ok()) {
     spdlog::error("store: clearing loaded sessions: {}", st.ToString());
   }
+  return out;
+}
+
+void store::save_bridge_queue(const std::string& bridge, const std::vector<message_ptr>& msgs) {
+  rocksdb::Status st;
+  if (msgs.empty()) {
+    st = db_->Delete(rocksdb::WriteOptions(), bridge_prefix + bridge);
+  } else {
+    tern::store::BridgeQueue pb;
+    for (const auto& m : msgs) {
+      to_pb(*m, *pb.add_messages());
+    }
+    st = db_->Put(rocksdb::WriteOptions(), bridge_prefix + bridge, pb.SerializeAsString());
+  }
+  if (!st.ok()) {
+    spdlog::error("store: bridge {}: {}", bridge, st.ToString());
+  }
+}
+
+std::vector<message_ptr> store::take_bridge_queue(const std::string& bridge) {
+  std::vector<message_ptr> out;
+  std::string bytes;
+  auto st = db_->Get(rocksdb::ReadOptions(), bridge_prefix + bridge, &bytes);
+  if (!st.ok()) {
+    return out;  // none saved (or unreadable: logged by RocksDB)
+  }
+  tern::store::BridgeQueue pb;
+  if (!pb.ParseFromString(bytes)) {
+    spdlog::warn("store: skipping the unreadable queue of bridge {}", bridge);
+  } else {
+    for (const auto& m : pb.messages()) {
+      out.push_back(from_pb(m));
+    }
+  }
+  db_->Delete(rocksdb::WriteOptions(), bridge_prefix + bridge);
   return out;
 }
 

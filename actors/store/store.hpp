@@ -45,6 +45,12 @@ class store {
   /// memory, so a crash never resurrects a stale copy.
   std::vector<saved_session> take_sessions();
 
+  /// A bridge's outgoing messages (each with its remote topic, QoS and retain flag), saved at
+  /// shutdown; an empty list removes what was saved.
+  void save_bridge_queue(const std::string& bridge, const std::vector<message_ptr>& msgs);
+  /// Reads a bridge's saved messages and removes them from disk.
+  std::vector<message_ptr> take_bridge_queue(const std::string& bridge);
+
   /// Pure conversions, exposed for tests.
   static std::string encode(const saved_session& s);
   static bool decode(const std::string& bytes, saved_session& out);

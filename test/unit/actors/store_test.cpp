@@ -110,3 +110,29 @@ TEST_CASE("store: retained messages and sessions survive reopening", "[store]") 
   CHECK(db.take_sessions().empty());  // taken means removed
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("store: a bridge's queue survives reopening, in order, and is taken once", "[store]") {
+  auto dir = temp_dir("bridge");
+  {
+    auto opened = store::store::open(dir);
+    REQUIRE(std::holds_alternative<std::unique_ptr<store::store>>(opened));
+    auto& db = *std::get<0>(opened);
+    db.save_bridge_queue("up", {msg("site1/a", "1", mqtt::qos::at_least_once),
+                                msg("site1/b", "2", mqtt::qos::exactly_once)});
+    db.save_bridge_queue("other", {msg("x", "3", mqtt::qos::at_least_once)});
+    db.save_bridge_queue("other", {});  // nothing left: removed
+  }
+  auto opened = store::store::open(dir);
+  REQUIRE(std::holds_alternative<std::unique_ptr<store::store>>(opened));
+  auto& db = *std::get<0>(opened);
+  auto q = db.take_bridge_queue("up");
+  REQUIRE(q.size() == 2);
+  CHECK(q[0]->topic == "site1/a");
+  CHECK(q[0]->payload == "1");
+  CHECK(q[1]->q == mqtt::qos::exactly_once);
+  CHECK(q[1]->props.content_type == std::optional<std::string>("text/plain"));
+  CHECK(db.take_bridge_queue("up").empty());
+  CHECK(db.take_bridge_queue("other").empty());
+  CHECK(db.take_sessions().empty());  // bridge queues are not sessions
+  std::filesystem::remove_all(dir);
+}

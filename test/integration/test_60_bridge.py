@@ -1,0 +1,335 @@
+# Bridges: a Tern node forwards topics to and from a remote broker (a second, separate Tern
+# node, or Mosquitto), with prefixes, QoS 1 kept across a remote outage, no loops, and a
+# refused CONNECT retried and logged.
+import re
+import time
+
+import pytest
+
+import conftest
+import helpers
+import mgmt_helpers
+
+pytestmark = pytest.mark.skipif(helpers.is_mosquitto(), reason="bridges are a Tern feature")
+
+BRIDGE_NAME = "up"
+
+
+def bridge_section(remote_port, topics, **kw):
+    cfg = {"address": f"{helpers.HOST}:{remote_port}", "reconnect_interval": "200ms",
+           "keepalive": "10s", "topics": topics}
+    cfg.update(kw)
+    return {f"bridges.{BRIDGE_NAME}": cfg}
+
+
+def wait_log(b, pattern, count=1, timeout=10.0):
+    """Waits until `pattern` (a regex) occurs `count` times in b's log since its last start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.findall(pattern, b.log_text()[b.log_start:])
+        if len(found) >= count:
+            return found
+        b.assert_alive()
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern!r} not logged {count} time(s) within {timeout}s\n"
+                         f"{b.log_tail()}")
+
+
+def connected(b, count=1):
+    return wait_log(b, rf"bridge {BRIDGE_NAME}: connected to ", count)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """Debian's mosquitto on a free port, stopped at the end."""
+    started = []
+
+    def start():
+        m = conftest.Broker("mosquitto", tmp_path / f"mosquitto{len(started)}", {}, False)
+        started.append(m)
+        return m.start()
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+@pytest.fixture
+def clients():
+    made = []
+
+    def make(port, **kw):
+        c = helpers.Client(port, **kw)
+        made.append(c)
+        c.connect()
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def check_out_and_in(local, remote_port, clients):
+    """out: sensors/# goes to the remote under site1/; in: site1/cmd/# comes back here
+    under from-b/."""
+    remote_sub = clients(remote_port)
+    remote_sub.subscribe("site1/#", qos=1)
+    local_sub = clients(local.port)
+    local_sub.subscribe("from-b/#", qos=1)
+    pub = clients(local.port)
+    pub.publish("sensors/t1", b"21.5", qos=1)
+    m = remote_sub.expect_one(timeout=5)
+    assert (m.topic, m.payload, m.qos) == ("site1/sensors/t1", b"21.5", 1)
+    # A topic no rule names stays here.
+    pub.publish("other/t1", b"x", qos=1)
+    remote_sub.expect_none(0.3)
+
+    rpub = clients(remote_port)
+    rpub.publish("site1/cmd/reboot", b"now", qos=1)
+    m = local_sub.expect_one(timeout=5)
+    assert (m.topic, m.payload, m.qos) == ("from-b/cmd/reboot", b"now", 1)
+    # The remote's own subscriber has it once: the bridge did not send it back.
+    assert [m.topic for m in remote_sub.expect(1)] == ["site1/cmd/reboot"]
+    remote_sub.expect_none(0.3)
+    local_sub.expect_none(0.2)
+
+
+TOPICS = [
+    {"filter": "sensors/#", "direction": "out", "qos": 1, "remote_prefix": "site1/"},
+    {"filter": "cmd/#", "direction": "in", "qos": 1, "local_prefix": "from-b/",
+     "remote_prefix": "site1/"},
+]
+
+
+def test_out_and_in_with_prefixes_to_tern(broker, clients):
+    remote = broker()
+    local = broker(**bridge_section(remote.port, TOPICS))
+    connected(local)
+    check_out_and_in(local, remote.port, clients)
+
+
+def test_out_and_in_with_prefixes_to_mosquitto(broker, mosquitto, clients):
+    remote = mosquitto()
+    local = broker(**bridge_section(remote.port, TOPICS, protocol="v5"))
+    connected(local)
+    check_out_and_in(local, remote.port, clients)
+
+
+def test_metrics_and_api(broker, clients):
+    remote = broker()
+    local = mgmt_helpers.start(broker, **bridge_section(remote.port, TOPICS))
+    connected(local)
+    remote_sub = clients(remote.port)
+    remote_sub.subscribe("site1/#", qos=1)
+    pub = clients(local.port)
+    for i in range(3):
+        pub.publish(f"sensors/{i}", b"v", qos=1)
+    remote_sub.expect(3)
+    api = mgmt_helpers.Api(local.http_port)
+    rows = mgmt_helpers.wait_until(
+        lambda: [r for r in api.get("/api/v1/bridges") if r["forwarded_out"] == 3],
+        what="3 messages forwarded in the API")
+    assert rows[0]["name"] == BRIDGE_NAME and rows[0]["connected"] is True
+    status, _, body = api.request("GET", "/metrics")
+    assert status == 200
+    text = body.decode()
+    assert f'tern_bridge_connected{{bridge="{BRIDGE_NAME}"}} 1' in text
+    assert f'tern_bridge_messages_out_total{{bridge="{BRIDGE_NAME}"}} 3' in text
+
+
+def test_qos1_queued_while_remote_down_delivered_once_in_order(broker, clients):
+    remote = broker()
+    # A persistent subscriber on the remote: its session outlives the remote's restart.
+    sub = clients(remote.port, client_id="bridge-sink", clean_session=False)
+    sub.subscribe("site1/#", qos=1)
+    sub.disconnect()
+    local = broker(**bridge_section(remote.port, TOPICS))
+    connected(local)
+    remote.stop()
+    wait_log(local, rf"bridge {BRIDGE_NAME}: disconnected from ")
+    pub = clients(local.port)
+    n = 20
+    for i in range(n):
+        pub.publish("sensors/seq", str(i).encode(), qos=1)
+    remote.start(remote.port)
+    connected(local, count=2)
+    sub2 = clients(remote.port, client_id="bridge-sink", clean_session=False)
+    got = sub2.expect(n, timeout=10)
+    assert [m.payload for m in got] == [str(i).encode() for i in range(n)]
+    assert all(m.topic == "site1/sensors/seq" for m in got)
+    sub2.expect_none(1.0)  # exactly once: nothing resent twice
+
+
+@pytest.mark.parametrize("protocol", ["v5", "v4"])
+def test_both_directions_do_not_loop(broker, clients, protocol):
+    remote = broker()
+    local = broker(**bridge_section(
+        remote.port, [{"filter": "loop/#", "direction": "both", "qos": 1}], protocol=protocol))
+    connected(local)
+    # The bridge has subscribed on the remote once its SUBACK is in; a probe through the
+    # remote shows when.
+    local_sub = clients(local.port)
+    local_sub.subscribe("loop/#", qos=1)
+    remote_sub = clients(remote.port)
+    remote_sub.subscribe("loop/#", qos=1)
+    rpub = clients(remote.port)
+    deadline = time.monotonic() + 5
+    while not local_sub.collect(1, timeout=0.2):
+        assert time.monotonic() < deadline, "the bridge never brought loop/# in"
+        rpub.publish("loop/ready", b"probe", qos=1)
+    time.sleep(0.3)
+    local_sub.drain()
+    remote_sub.drain()
+
+    # Remote -> here: once on each side, never sent back out.
+    rpub.publish("loop/b", b"from-b", qos=1)
+    assert [m.payload for m in local_sub.expect(1)] == [b"from-b"]
+    assert [m.payload for m in remote_sub.expect(1)] == [b"from-b"]
+    time.sleep(0.5)
+    assert local_sub.drain() == [] and remote_sub.drain() == []
+
+    # Here -> remote: once there; v5 No Local keeps the echo away, a v4 remote sends it
+    # back once (it cannot tell the bridge's own messages), and it stops there.
+    pub = clients(local.port)
+    pub.publish("loop/a", b"from-a", qos=1)
+    assert [m.payload for m in remote_sub.expect(1)] == [b"from-a"]
+    assert local_sub.expect(1)[0].payload == b"from-a"
+    time.sleep(0.8)
+    extra_local = local_sub.drain()
+    assert remote_sub.drain() == []
+    assert len(extra_local) == (0 if protocol == "v5" else 1), extra_local
+
+
+def test_refused_connect_is_retried_and_logged(broker):
+    remote = broker(auth={"allow_anonymous": False})
+    local = broker(**bridge_section(remote.port, TOPICS, username="nobody", password="wrong"))
+    found = wait_log(local, rf"bridge {BRIDGE_NAME}: connection to \S+ failed: "
+                            r"CONNECT refused with code (\d+)", count=3)
+    assert all(code in ("4", "5") for code in found), found
+    local.assert_alive()
+
+
+def test_bad_bridge_config_names_the_line(tmp_path):
+    conf = tmp_path / "bad.toml"
+    conf.write_text('[bridges.x]\naddress = "127.0.0.1:1"\n'
+                    'topics = [{ filter = "a/#", direction = "sideways" }]\n')
+    import os
+    import subprocess
+    r = subprocess.run([os.environ["TERN_BROKER_NODE"], "--config", str(conf)],
+                       capture_output=True, timeout=10, cwd=tmp_path)
+    assert r.returncode != 0
+    out = (r.stdout + r.stderr).decode()
+    assert "bad.toml:3" in out and "bridges.x.topics" in out, out
+
+
+def test_bridge_tls_file_that_cannot_be_loaded_stops_the_start(broker, tmp_path):
+    b = conftest.Broker("tern", tmp_path / "n", bridge_section(
+        1, TOPICS, tls=True, cacertfile=str(tmp_path / "missing.pem")), False)
+    import subprocess
+    port = conftest.free_port()
+    r = subprocess.run(b._command(port), capture_output=True, timeout=10, cwd=b.dir)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode != 0
+    assert f"bridge {BRIDGE_NAME}: cannot load cacertfile" in out, out
+
+
+def test_cluster_runs_the_bridge_on_one_member_and_moves_it(broker, cluster, clients):
+    """node = "*": only the live member with the lowest name runs the bridge; when it dies,
+    the next one takes over."""
+    remote = broker()
+    bridge_toml = (f'\n[bridges.{BRIDGE_NAME}]\naddress = "{helpers.HOST}:{remote.port}"\n'
+                   'reconnect_interval = "200ms"\nnode = "*"\n'
+                   'topics = [{ filter = "sensors/#", direction = "out", qos = 1 }]\n')
+    n1 = cluster.node("n1", cluster_toml=bridge_toml)
+    n2 = cluster.node("n2", cluster_toml=bridge_toml)
+    n1.start()
+    n2.start(join=[n1.cluster_addr])
+    cluster.wait_mesh([n1, n2])
+    n1.wait_log(rf"bridge {BRIDGE_NAME}: connected to ")
+    n2.wait_log(rf"bridge {BRIDGE_NAME}: n1 runs it now")
+    assert not re.search(rf"bridge {BRIDGE_NAME}: connected to ", n2.log_since_start())
+
+    remote_sub = clients(remote.port)
+    remote_sub.subscribe("sensors/#", qos=1)
+    pub2 = clients(n2.port)
+    # Published on n2, forwarded by the cluster to n1, which bridges it: exactly once.
+    deadline = time.monotonic() + 5
+    while not remote_sub.collect(1, timeout=0.2):
+        assert time.monotonic() < deadline, "n2 never reached the bridge"
+        pub2.publish("sensors/probe", b"p", qos=1)
+    time.sleep(0.3)
+    remote_sub.drain()
+    pub2.publish("sensors/a", b"1", qos=1)
+    assert [m.payload for m in remote_sub.expect(1)] == [b"1"]
+    remote_sub.expect_none(0.5)
+
+    n1.kill9()
+    n2.wait_log(rf"bridge {BRIDGE_NAME}: connected to ", timeout=10)
+    pub2.publish("sensors/b", b"2", qos=1)
+    assert [m.payload for m in remote_sub.expect(1, timeout=5)] == [b"2"]
+    remote_sub.expect_none(0.5)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    import subprocess
+    from pathlib import Path
+    out = tmp_path_factory.mktemp("certs")
+    gen = Path(__file__).resolve().parents[2] / "scripts" / "gen-certs.sh"
+    subprocess.run(["bash", str(gen), str(out)], check=True, capture_output=True)
+    return out
+
+
+def tls_remote(broker, certs):
+    port = conftest.free_port()
+    remote = broker(**{"listeners.ssl.t": {"bind": f"{helpers.HOST}:{port}",
+                                           "certfile": str(certs / "server.pem"),
+                                           "keyfile": str(certs / "server.key")}})
+    remote.tls_port = port
+    return remote
+
+
+def test_tls_to_the_remote(broker, clients, certs):
+    remote = tls_remote(broker, certs)
+    local = broker(**bridge_section(remote.tls_port, TOPICS, tls=True,
+                                    cacertfile=str(certs / "ca.pem")))
+    connected(local)
+    remote_sub = clients(remote.port)
+    remote_sub.subscribe("site1/#", qos=1)
+    clients(local.port).publish("sensors/tls", b"secret", qos=1)
+    m = remote_sub.expect_one(timeout=5)
+    assert (m.topic, m.payload) == ("site1/sensors/tls", b"secret")
+
+
+@pytest.mark.parametrize("ca,server_name", [("other-ca.pem", ""), ("ca.pem", "wrong.example")])
+def test_tls_remote_not_verified_is_refused_and_retried(broker, certs, ca, server_name):
+    remote = tls_remote(broker, certs)
+    local = broker(**bridge_section(remote.tls_port, TOPICS, tls=True,
+                                    cacertfile=str(certs / ca), server_name=server_name))
+    wait_log(local, rf"bridge {BRIDGE_NAME}: connection to \S+ failed: TLS handshake failed",
+             count=2)
+    assert not re.search(rf"bridge {BRIDGE_NAME}: connected to ", local.log_text())
+
+
+def test_queue_survives_a_restart_of_the_bridging_node(broker, clients):
+    remote = broker()
+    sub = clients(remote.port, client_id="bridge-sink-2", clean_session=False)
+    sub.subscribe("site1/#", qos=1)
+    sub.disconnect()
+    local = broker(**bridge_section(remote.port, TOPICS))
+    connected(local)
+    remote.stop()
+    wait_log(local, rf"bridge {BRIDGE_NAME}: disconnected from ")
+    pub = clients(local.port)
+    n = 10
+    for i in range(n):
+        pub.publish("sensors/keep", str(i).encode(), qos=1)
+    pub.disconnect()
+    local.restart()  # graceful: the queue is saved, then taken back
+    wait_log(local, rf"bridge {BRIDGE_NAME}: {n} message\(s\) for the remote restored")
+    remote.start(remote.port)
+    connected(local)
+    sub2 = clients(remote.port, client_id="bridge-sink-2", clean_session=False)
+    got = sub2.expect(n, timeout=10)
+    assert [m.payload for m in got] == [str(i).encode() for i in range(n)]
+    sub2.expect_none(1.0)
