@@ -324,9 +324,8 @@ struct bridge_state {
   bool is_auto_placed = false;
   route_adds routes;   ///< local subscriptions of the `out` rules
   std::string runner;  ///< the member that runs an auto-placed bridge, as last seen
-  std::uint64_t dropped_congested = 0;
-  std::shared_ptr<asio::ssl::context>
-      tls;  ///< null: plain TCP  ///< QoS 0 dropped while the socket was backed up
+  std::uint64_t dropped_congested = 0;         ///< QoS 0 dropped while the socket was backed up
+  std::shared_ptr<asio::ssl::context> tls;  ///< null: plain TCP
 };
 
 using self_ptr = caf::stateful_actor<bridge_state>*;
