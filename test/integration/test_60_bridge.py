@@ -137,27 +137,38 @@ def test_metrics_and_api(broker, clients):
     assert f'tern_bridge_messages_out_total{{bridge="{BRIDGE_NAME}"}} 3' in text
 
 
-def test_qos1_queued_while_remote_down_delivered_once_in_order(broker, clients):
+def bridged_to_stopped_remote(broker, clients, sink_id):
+    """A remote with a persistent subscriber `sink_id` on site1/# (its session outlives the
+    remote's restart), a local node bridged to it, then the remote stopped."""
     remote = broker()
-    # A persistent subscriber on the remote: its session outlives the remote's restart.
-    sub = clients(remote.port, client_id="bridge-sink", clean_session=False)
+    sub = clients(remote.port, client_id=sink_id, clean_session=False)
     sub.subscribe("site1/#", qos=1)
     sub.disconnect()
     local = broker(**bridge_section(remote.port, TOPICS))
     connected(local)
     remote.stop()
     wait_log(local, rf"bridge {BRIDGE_NAME}: disconnected from ")
+    return remote, local
+
+
+def expect_sequence_once(clients, remote, sink_id, topic, n):
+    """The sink gets messages 0..n-1 on `topic` once each, in order, and nothing more."""
+    sub = clients(remote.port, client_id=sink_id, clean_session=False)
+    got = sub.expect(n, timeout=10)
+    assert [m.payload for m in got] == [str(i).encode() for i in range(n)]
+    assert all(m.topic == topic for m in got)
+    sub.expect_none(1.0)  # exactly once: nothing resent twice
+
+
+def test_qos1_queued_while_remote_down_delivered_once_in_order(broker, clients):
+    remote, local = bridged_to_stopped_remote(broker, clients, "bridge-sink")
     pub = clients(local.port)
     n = 20
     for i in range(n):
         pub.publish("sensors/seq", str(i).encode(), qos=1)
     remote.start(remote.port)
     connected(local, count=2)
-    sub2 = clients(remote.port, client_id="bridge-sink", clean_session=False)
-    got = sub2.expect(n, timeout=10)
-    assert [m.payload for m in got] == [str(i).encode() for i in range(n)]
-    assert all(m.topic == "site1/sensors/seq" for m in got)
-    sub2.expect_none(1.0)  # exactly once: nothing resent twice
+    expect_sequence_once(clients, remote, "bridge-sink", "site1/sensors/seq", n)
 
 
 @pytest.mark.parametrize("protocol", ["v5", "v4"])
@@ -312,14 +323,7 @@ def test_tls_remote_not_verified_is_refused_and_retried(broker, certs, ca, serve
 
 
 def test_queue_survives_a_restart_of_the_bridging_node(broker, clients):
-    remote = broker()
-    sub = clients(remote.port, client_id="bridge-sink-2", clean_session=False)
-    sub.subscribe("site1/#", qos=1)
-    sub.disconnect()
-    local = broker(**bridge_section(remote.port, TOPICS))
-    connected(local)
-    remote.stop()
-    wait_log(local, rf"bridge {BRIDGE_NAME}: disconnected from ")
+    remote, local = bridged_to_stopped_remote(broker, clients, "bridge-sink-2")
     pub = clients(local.port)
     n = 10
     for i in range(n):
@@ -329,7 +333,4 @@ def test_queue_survives_a_restart_of_the_bridging_node(broker, clients):
     wait_log(local, rf"bridge {BRIDGE_NAME}: {n} message\(s\) for the remote restored")
     remote.start(remote.port)
     connected(local)
-    sub2 = clients(remote.port, client_id="bridge-sink-2", clean_session=False)
-    got = sub2.expect(n, timeout=10)
-    assert [m.payload for m in got] == [str(i).encode() for i in range(n)]
-    sub2.expect_none(1.0)
+    expect_sequence_once(clients, remote, "bridge-sink-2", "site1/sensors/keep", n)
