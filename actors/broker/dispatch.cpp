@@ -45,7 +45,48 @@ session::delivery delivery_for(const message& m, const message_ptr& mp,
 
 }  // namespace
 
+struct deferred_sends {
+  message_ptr m;
+  std::vector<target> targets;  // normal subscribers, then shared-group members
+  bool forward = false;
+  std::vector<router::share_key> served;
+};
+
 namespace {
+
+/// Sends the planned deliveries; returns how many.
+void send_all(context& ctx, const message_ptr& m, std::vector<target>& targets,
+              const std::shared_ptr<flow::gate>& publisher) {
+  // Count each delivery into its session's backlog before it is sent; note the sessions the
+  // publisher has to wait for (never its own: it could not read its own acknowledgements).
+  thread_local std::vector<flow::backlog_ptr> over;
+  const auto marks =
+      flow::marks_for(ctx.cfg.flow.high_watermark, ctx.cfg.session.max_queued_messages);
+  for (auto& t : targets) {
+    if (auto& b = t.session.backlog) {
+      auto n = b->add();
+      if (publisher && b->is_over(n, marks) && t.session.id() != m->from_session) {
+        over.push_back(b);
+      }
+    }
+    caf::anon_send(t.session.actor, deliver_atom::value, std::move(t.d));
+  }
+  if (!over.empty()) {
+    publisher->pause_for(over);
+    over.clear();
+  }
+}
+
+/// Write-ahead: a record for every persistent session among the targets.
+void add_records(std::vector<target>& targets, store::txn& t) {
+  for (auto& x : targets) {
+    auto& b = x.session.backlog;
+    if (x.d.q != proto::mqtt::qos::at_most_once && b && b->is_durable()) {
+      x.d.seq = b->next_seq();
+      t.put_pending(b->client_id(), x.d.seq, x.d);
+    }
+  }
+}
 
 /// Delivers `m` to the local sessions: the normal subscribers when `subscribers`, and one
 /// member of every matching shared group (`only_groups` null) or of the named groups only.
@@ -53,10 +94,12 @@ namespace {
 std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
                     const std::vector<std::string>* only_groups,
                     std::vector<router::share_key>* served,
-                    const std::shared_ptr<flow::gate>& publisher) {
+                    const std::shared_ptr<flow::gate>& publisher, durable_publish* durable,
+                    std::function<void(bool)>* done) {
   if (m->retain) {
-    ctx.retained.put(m);
-    if (ctx.db) {
+    if (durable != nullptr) {
+      durable->txn.put_retained(*m);
+    } else if (ctx.db) {
       ctx.db->put_retained(*m);
     }
   }
@@ -120,44 +163,73 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
     }
     targets.resize(w + 1);
   }
-  // Count each delivery into its session's backlog before it is sent; note the sessions the
-  // publisher has to wait for (never its own: it could not read its own acknowledgements).
-  thread_local std::vector<flow::backlog_ptr> over;
-  const auto marks =
-      flow::marks_for(ctx.cfg.flow.high_watermark, ctx.cfg.session.max_queued_messages);
-  auto send = [&](target& t) {
-    if (auto& b = t.session.backlog) {
-      auto n = b->add();
-      if (publisher && b->is_over(n, marks) && t.session.id() != m->from_session) {
-        over.push_back(b);
-      }
-    }
-    caf::anon_send(t.session.actor, deliver_atom::value, std::move(t.d));
-  };
-  for (auto& t : targets) {
-    send(t);
-  }
-  for (auto& t : shared) {
-    send(t);
-  }
-  auto n = targets.size() + shared.size();
-  targets.clear();  // drop the session handles now, not at the next publish
+  targets.insert(targets.end(), std::make_move_iterator(shared.begin()),
+                 std::make_move_iterator(shared.end()));
   shared.clear();
-  if (!over.empty()) {
-    publisher->pause_for(over);
-    over.clear();
+  auto n = targets.size();
+  if (durable != nullptr) {
+    add_records(targets, durable->txn);
+    durable->waits = !durable->txn.empty();
+    if (durable->waits && !ctx.db->is_healthy()) {
+      // Refused before anyone sees it: "acknowledged" must keep meaning "on disk".
+      durable->waits = false;
+      durable->refused = true;
+      durable->txn.ops().clear();
+      targets.clear();
+      return 0;
+    }
+    if (durable->waits) {
+      if (durable->defer) {
+        // Sent by the writer once written, before the caller hears of it: they happen even
+        // when the publisher's connection is gone by then (its PUBLISH is on disk as routed).
+        auto d = std::make_shared<deferred_sends>();
+        d->m = m;
+        d->targets = std::move(targets);
+        targets.clear();
+        durable->deferred = d;
+        auto* c = &ctx;  // outlives the store's writer, which it owns
+        ctx.db->submit(std::move(durable->txn),
+                       [c, d, publisher, done = std::move(*done)](bool ok) {
+                         run_deferred(*c, *d, ok, publisher);
+                         done(ok);
+                       });
+        return n;
+      }
+      // Submitted before any session sees the message: whatever a session later writes
+      // about it (acknowledged, dropped) is ordered after the record.
+      ctx.db->submit(std::move(durable->txn), std::move(*done));
+    }
   }
+  if (m->retain) {
+    ctx.retained.put(m);
+  }
+  send_all(ctx, m, targets, publisher);
+  targets.clear();  // drop the session handles now, not at the next publish
   return n;
 }
 
 }  // namespace
 
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster,
-                     const std::shared_ptr<flow::gate>& publisher) {
+                     const std::shared_ptr<flow::gate>& publisher, durable_publish* durable,
+                     std::function<void(bool)> done) {
   bool forward = !from_cluster && !m->is_local && ctx.forward_remote;
   thread_local std::vector<router::share_key> served;
   served.clear();
-  auto n = deliver(ctx, m, true, nullptr, forward ? &served : nullptr, publisher);
+  if (durable != nullptr && (!ctx.db || !ctx.db->is_durable())) {
+    durable = nullptr;
+  }
+  auto n = deliver(ctx, m, true, nullptr, forward ? &served : nullptr, publisher, durable, &done);
+  if (durable != nullptr && durable->refused) {
+    served.clear();
+    return n;
+  }
+  if (durable != nullptr && durable->deferred) {
+    durable->deferred->forward = forward;
+    durable->deferred->served = std::move(served);
+    served.clear();
+    return n;
+  }
   if (forward) {
     // Groups served here go to no other node; the others to one node each.
     ctx.forward_remote(m, served);
@@ -168,7 +240,23 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster,
 
 std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f) {
   // Messages from other nodes are never held back: there is no flow control between nodes.
-  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr, nullptr);
+  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr, nullptr,
+                 nullptr, nullptr);
+}
+
+void run_deferred(context& ctx, deferred_sends& d, bool ok,
+                  const std::shared_ptr<flow::gate>& publisher) {
+  if (!ok) {
+    return;  // refused to its publisher: nobody gets it
+  }
+  if (d.m->retain) {
+    ctx.retained.put(d.m);
+  }
+  send_all(ctx, d.m, d.targets, publisher);
+  d.targets.clear();
+  if (d.forward) {
+    ctx.forward_remote(d.m, d.served);
+  }
 }
 
 }  // namespace tern::actors::broker

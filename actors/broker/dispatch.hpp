@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,26 @@ class gate;
 
 namespace tern::actors::broker {
 
+/// The sends of a publish held back until the store has its records (durable_publish::defer).
+struct deferred_sends;
+
+/// Write-ahead of a QoS 1/2 publish (store durability batch or sync): the publish path adds
+/// a record for every persistent session the message reaches to `txn` (which may hold the
+/// publisher's own records already), submits it before any session sees the message, and
+/// the caller acknowledges the publish once `done` reports it written.
+struct durable_publish {
+  store::txn txn;
+  /// Hold the sends back until the records are written (QoS 2 from a persistent session:
+  /// no subscriber may see a message whose PUBLISH could still be routed again after a crash).
+  bool defer = false;
+  /// Set by dispatch: the txn was submitted (`done` will be called), else nothing waits.
+  bool waits = false;
+  /// Set by dispatch when defer and waits (the store's writer runs the sends).
+  std::shared_ptr<deferred_sends> deferred;
+  /// Set by dispatch: the store is failing and the message needs it; nothing was sent.
+  bool refused = false;
+};
+
 /// Routes `m` to every local session with a matching subscription. A session with several
 /// matching subscriptions gets one copy at the highest granted QoS carrying every matching
 /// subscription identifier (MQTT 5 3.3.4; allowed by 3.1.1). Returns the number of sessions
@@ -29,8 +51,16 @@ namespace tern::actors::broker {
 /// Back-pressure: when `publisher` is given and the message takes a session other than the
 /// publisher's own over the high-water mark (config flow.high_watermark), the publisher is
 /// paused until every such session is down to the low-water mark (or has ended).
+///
+/// Write-ahead: with `durable` (a QoS 1/2 publish from a client), see durable_publish; `done`
+/// is then called on the store's writer thread.
 std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster = false,
-                     const std::shared_ptr<flow::gate>& publisher = nullptr);
+                     const std::shared_ptr<flow::gate>& publisher = nullptr,
+                     durable_publish* durable = nullptr, std::function<void(bool)> done = {});
+
+/// Makes the sends of a deferred publish, once its records are written (`ok`) or dropped.
+void run_deferred(context& ctx, deferred_sends& d, bool ok,
+                  const std::shared_ptr<flow::gate>& publisher);
 
 /// What a publish forwarded by another node is for on this node: the publishing node chose
 /// it for its normal subscribers and/or to serve some shared groups (one member in the whole

@@ -220,7 +220,15 @@ std::optional<std::string> node::start() {
   }
   m.ctx->hooks = std::get<0>(node_access).hooks;
   m.ctx->access = std::get<0>(node_access).engine;
-  auto opened = store::store::open(cfg.data_dir);
+  auto mode = cfg.store.durability == "sync"   ? store::durability::sync
+              : cfg.store.durability == "none" ? store::durability::none
+                                               : store::durability::batch;
+  std::variant<std::unique_ptr<store::store>, std::string> opened;
+  try {
+    opened = store::store::open(cfg.data_dir, mode);
+  } catch (const std::exception& e) {
+    return std::string("cannot open the store in ") + cfg.data_dir + ": " + e.what();
+  }
   if (auto* err = std::get_if<std::string>(&opened)) {
     return *err;
   }

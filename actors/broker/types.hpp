@@ -48,6 +48,10 @@ using unclaim_atom = caf::atom_constant<caf::atom("unclaim")>;
 using will_atom = caf::atom_constant<caf::atom("will")>;
 // session manager and session: the client changed its Session Expiry Interval on DISCONNECT
 using set_expiry_atom = caf::atom_constant<caf::atom("setexpiry")>;
+// connection / session <- store writer: changes submitted under a token are written (or not)
+using stored_atom = caf::atom_constant<caf::atom("stored")>;
+// connection -> itself: handle the next packet held behind a publish that waited for the store
+using replay_atom = caf::atom_constant<caf::atom("replay")>;
 // router
 using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
 using del_route_atom = caf::atom_constant<caf::atom("delroute")>;

@@ -232,6 +232,10 @@ const std::map<std::string, setter>& schema() {
       {"session.max_send_buffer",
        [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
       // [flow]: back-pressure from slow subscribers to publishers.
+      {"store.durability",
+       [](config& c, const toml::node& n) {
+         c.store.durability = one_of(n, {"batch", "sync", "none"});
+       }},
       {"flow.high_watermark",
        [](config& c, const toml::node& n) { c.flow.high_watermark = as_u32(n); }},
       {"flow.max_pause",

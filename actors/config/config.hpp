@@ -87,6 +87,14 @@ struct flow_config {
   std::chrono::milliseconds max_pause{5000};
 };
 
+/// The disk store ("[store]", see docs/durability.md).
+struct store_config {
+  /// "batch" (write-ahead, group commit: survives a crash of the process), "sync" (also
+  /// fsync per commit: survives a power loss) or "none" (sessions written at a graceful stop
+  /// only).
+  std::string durability = "batch";
+};
+
 /// Clustering ("[cluster]"); off while `listen` is empty.
 struct cluster_config {
   std::string listen;      ///< host:port of the cluster (CAF middleman) listener; "" = no cluster
@@ -256,6 +264,7 @@ struct config {
   std::map<std::string, listener_config> listeners{{"tcp.default", listener_config{"default"}}};
   cluster_config cluster;
   flow_config flow;
+  store_config store;
   std::map<std::string, bridge_config> bridges;  ///< by name; none by default
 };
 

@@ -1,6 +1,8 @@
 // Connection actor: turns decoded packets into protocol actions and talks to the session.
 #include "actors/connection/connection.hpp"
 
+#include <deque>
+
 #include <spdlog/spdlog.h>
 
 #include "actors/access/connection_access.hpp"
@@ -31,6 +33,24 @@ struct auth_state {
   bool id_assigned = false;
 };
 
+/// Write-ahead (store durability batch or sync), allocated with the first publish that waits
+/// for the store: acknowledgements go out in the order of their packets [MQTT-4.6.0-2], each
+/// once what it acknowledges is written; packets behind a QoS 2 publish whose sends wait for
+/// the store wait too, so nothing this client publishes overtakes it.
+struct durable_acks {
+  struct entry {
+    std::string bytes;  // the acknowledgement to write
+    bool ready = false;
+    std::uint16_t packet_id = 0;
+    mqtt::qos q = mqtt::qos::at_least_once;  // of the PUBLISH (PUBCOMP: at_most_once)
+    bool deferred = false;  // its sends wait for the store: later packets are held
+  };
+  std::deque<entry> acks;
+  std::uint64_t first_token = 0;  // token of acks.front()
+  std::size_t deferred = 0;       // entries with deferred sends not yet written
+  std::deque<mqtt::packet> held;  // packets received behind them, in order
+};
+
 struct connection_state {
   broker::context_ptr ctx;
   conn_io_ptr io;
@@ -44,6 +64,8 @@ struct connection_state {
   std::unique_ptr<auth_state> auth;
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
   std::shared_ptr<flow::gate> gate;  // back-pressure: pauses reading; on the first PUBLISH
+  std::unique_ptr<durable_acks> durable;
+  bool is_persistent = false;  // the session outlives the connection, and the store is durable
   static inline const char* name = "connection";
 };
 
@@ -227,6 +249,7 @@ void accept_connect(self_ptr self, mqtt::connect& c, bool id_assigned,
   req.client_id = c.client_id;
   req.clean_start = c.clean_start;
   req.expiry = session_expiry(c, cfg);
+  st.is_persistent = req.expiry.count() != 0;
   req.version = c.version;
   req.conn = caf::actor_cast<caf::actor>(self);
   req.io = st.io;
@@ -484,8 +507,127 @@ reason_code check_publish(self_ptr self, const mqtt::publish& p) {
   return reason_code::success;
 }
 
+/// The token of the next acknowledgement that waits for the store.
+std::uint64_t next_token(self_ptr self) {
+  auto& st = self->state;
+  if (!st.durable) {
+    st.durable = std::make_unique<durable_acks>();
+  }
+  return st.durable->first_token + st.durable->acks.size();
+}
+
+/// The store's callback for changes submitted under `token` (runs on the writer thread).
+std::function<void(bool)> stored_callback(self_ptr self, std::uint64_t token) {
+  auto me = caf::actor_cast<caf::actor>(self);
+  return [me, token](bool ok) { caf::anon_send(me, stored_atom::value, token, ok); };
+}
+
+/// `ack` goes out once the store reports `token` (next_token()) written.
+void ack_when_stored(self_ptr self, std::uint64_t token, const mqtt::packet& ack,
+                     std::uint16_t id, mqtt::qos q, bool deferred) {
+  auto& d = *self->state.durable;
+  durable_acks::entry e;
+  mqtt::encode(ack, self->state.version, e.bytes);
+  e.packet_id = id;
+  e.q = q;
+  e.deferred = deferred;
+  if (deferred) {
+    ++d.deferred;
+  }
+  d.acks.push_back(std::move(e));
+  (void)token;  // == first_token + index: entries are pushed in token order
+}
+
+/// Writes an encoded acknowledgement now, or behind those that still wait for the store.
+void send_ack_bytes(self_ptr self, std::string bytes) {
+  auto& st = self->state;
+  if (st.durable && !st.durable->acks.empty()) {
+    durable_acks::entry e;
+    e.bytes = std::move(bytes);
+    e.ready = true;
+    st.durable->acks.push_back(std::move(e));
+    return;
+  }
+  st.io->send(std::move(bytes));
+}
+
+void send_ack(self_ptr self, const mqtt::packet& p) {
+  std::string bytes;
+  mqtt::encode(p, self->state.version, bytes);
+  send_ack_bytes(self, std::move(bytes));
+}
+
+/// A publish the store could not take: MQTT 5 says so in its acknowledgement (0x80), an
+/// MQTT 3.1.1 client, which has no way to hear it, is disconnected and sends it again.
+/// Returns false when the connection must close instead.
+bool refuse_for_store(self_ptr self, durable_acks::entry* e, std::uint16_t id, mqtt::qos q) {
+  auto& st = self->state;
+  st.ctx->db->count_refused();
+  spdlog::warn("client {}: QoS {} publish {} refused: the store cannot write ({})", st.client_id,
+               static_cast<int>(q), id, st.ctx->db->last_error());
+  if (q == mqtt::qos::exactly_once && st.session) {
+    self->send(st.session, release_atom::value, id);  // no PUBREL follows a failed PUBREC
+  }
+  if (!is_v5(self) || q == mqtt::qos::at_most_once) {
+    return false;
+  }
+  std::string bytes;
+  if (q == mqtt::qos::at_least_once) {
+    mqtt::puback ack;
+    ack.packet_id = id;
+    ack.reason = static_cast<std::uint8_t>(reason_code::unspecified_error);
+    mqtt::encode(ack, st.version, bytes);
+  } else {
+    mqtt::pubrec rec;
+    rec.packet_id = id;
+    rec.reason = static_cast<std::uint8_t>(reason_code::unspecified_error);
+    mqtt::encode(rec, st.version, bytes);
+  }
+  if (e != nullptr) {
+    e->bytes = std::move(bytes);
+  } else {
+    send_ack_bytes(self, std::move(bytes));
+  }
+  return true;
+}
+
+void replay_held(self_ptr self);
+
+/// The store wrote (or failed to write) what the acknowledgement under `token` waits for.
+void on_stored(self_ptr self, std::uint64_t token, bool ok) {
+  auto& st = self->state;
+  auto* d = st.durable.get();
+  if (d == nullptr || token < d->first_token || token - d->first_token >= d->acks.size()) {
+    return;
+  }
+  auto& e = d->acks[token - d->first_token];
+  e.ready = true;
+  if (e.deferred) {
+    e.deferred = false;
+    --d->deferred;
+  }
+  if (!ok && !refuse_for_store(self, &e, e.packet_id, e.q)) {
+    e.bytes.clear();  // the connection closes when this entry's turn comes
+  }
+  while (!d->acks.empty() && d->acks.front().ready) {
+    auto& front = d->acks.front();
+    if (front.bytes.empty()) {
+      st.ph = phase::closing;
+      st.io->close("the store cannot write");
+      return;
+    }
+    st.io->send(std::move(front.bytes));
+    d->acks.pop_front();
+    ++d->first_token;
+  }
+  if (d->deferred == 0 && !d->held.empty()) {
+    replay_held(self);
+  }
+}
+
 /// Routes an accepted PUBLISH. `$local/t` goes to this node's subscribers of `t` only.
-std::size_t route(self_ptr self, mqtt::publish&& p) {
+std::size_t route(self_ptr self, mqtt::publish&& p, broker::durable_publish* durable = nullptr,
+                  std::function<void(bool)> done = {}) {
   bool is_local = false;
   if (auto t = mqtt::strip_local(p.topic)) {
     p.topic = std::string(*t);
@@ -495,7 +637,13 @@ std::size_t route(self_ptr self, mqtt::publish&& p) {
   if (!st.gate && st.ctx->cfg.flow.high_watermark != 0) {
     st.gate = std::make_shared<read_gate>(st.io, st.ctx->cfg.flow.max_pause);
   }
-  return broker::dispatch(*st.ctx, make_message(self, std::move(p), is_local), false, st.gate);
+  return broker::dispatch(*st.ctx, make_message(self, std::move(p), is_local), false, st.gate,
+                          durable, std::move(done));
+}
+
+bool is_durable(self_ptr self) {
+  const auto& db = self->state.ctx->db;
+  return db && db->is_durable();
 }
 
 /// Reason code of PUBACK / PUBREC for a message that was accepted: v5 says when nobody got it.
@@ -549,13 +697,29 @@ void on_publish(self_ptr self, mqtt::publish& p) {
       break;
     case mqtt::qos::at_least_once: {
       std::size_t n = 0;
-      if (check == reason_code::success) {
-        n = route(self, std::move(p));
-      }
       mqtt::puback ack;
       ack.packet_id = id;
+      if (check == reason_code::success && is_durable(self)) {
+        // Write-ahead: PUBACK once every persistent session it reaches has it on disk.
+        broker::durable_publish dp;
+        auto token = next_token(self);
+        n = route(self, std::move(p), &dp, stored_callback(self, token));
+        if (dp.refused) {
+          if (!refuse_for_store(self, nullptr, id, mqtt::qos::at_least_once)) {
+            violation(self, reason_code::unspecified_error, "the store cannot write");
+          }
+          break;
+        }
+        ack.reason = ack_reason(self, check, n);
+        if (dp.waits) {
+          ack_when_stored(self, token, ack, id, mqtt::qos::at_least_once, false);
+          break;
+        }
+      } else if (check == reason_code::success) {
+        n = route(self, std::move(p));
+      }
       ack.reason = ack_reason(self, check, n);
-      write(self, ack);
+      send_ack(self, ack);
       break;
     }
     case mqtt::qos::exactly_once: {
@@ -573,17 +737,42 @@ void on_publish(self_ptr self, mqtt::publish& p) {
                   return;
                 }
                 std::size_t n = 1;  // a duplicate was routed before
-                if (r == session::rel_result::fresh && check == reason_code::success) {
-                  n = route(self, std::move(*msg));
-                }
                 mqtt::pubrec rec;
                 rec.packet_id = id;
+                bool fresh = r == session::rel_result::fresh && check == reason_code::success;
+                if (fresh && is_durable(self)) {
+                  // Write-ahead: the id awaiting PUBREL (a persistent session's) and every
+                  // persistent subscriber's record commit together, before any subscriber
+                  // sees the message, then PUBREC: exactly once across a crash.
+                  broker::durable_publish dp;
+                  auto& st = self->state;
+                  if (st.is_persistent) {
+                    dp.txn.put_awaiting(st.client_id, id);
+                    dp.defer = true;
+                  }
+                  auto token = next_token(self);
+                  n = route(self, std::move(*msg), &dp, stored_callback(self, token));
+                  if (dp.refused) {
+                    if (!refuse_for_store(self, nullptr, id, mqtt::qos::exactly_once)) {
+                      violation(self, reason_code::unspecified_error, "the store cannot write");
+                    }
+                    return;
+                  }
+                  if (dp.waits) {
+                    rec.reason = ack_reason(self, check, n);
+                    ack_when_stored(self, token, rec, id, mqtt::qos::exactly_once,
+                                    dp.deferred != nullptr);
+                    return;
+                  }
+                } else if (fresh) {
+                  n = route(self, std::move(*msg));
+                }
                 rec.reason = ack_reason(self, check, n);
                 if (check != reason_code::success) {
                   // A failed PUBREC ends the exchange [MQTT-4.3.3-4]: no PUBREL will come.
                   self->send(self->state.session, release_atom::value, id);
                 }
-                write(self, rec);
+                send_ack(self, rec);
               },
               [=](caf::error&) { violation(self, reason_code::unspecified_error, "session lost"); });
       break;
@@ -617,6 +806,22 @@ void on_disconnect(self_ptr self, const mqtt::disconnect& d) {
   st.io->close("client sent DISCONNECT", false);
 }
 
+/// PUBCOMP for inbound QoS 2 `id`: a persistent session's id awaiting PUBREL is deleted
+/// from the store first (a kept one would make a later PUBLISH with this id a duplicate).
+void send_pubcomp(self_ptr self, const mqtt::pubcomp& comp) {
+  auto& st = self->state;
+  if (!st.is_persistent || !is_durable(self)) {
+    send_ack(self, comp);
+    return;
+  }
+  store::txn t;
+  t.del_awaiting(st.client_id, comp.packet_id);
+  auto token = next_token(self);
+  st.ctx->db->submit(std::move(t), stored_callback(self, token));
+  // A failure closes the connection (q at_most_once): the client sends PUBREL again.
+  ack_when_stored(self, token, comp, comp.packet_id, mqtt::qos::at_most_once, false);
+}
+
 void on_pubrel(self_ptr self, const mqtt::pubrel& p) {
   auto& st = self->state;
   auto id = p.packet_id;
@@ -624,7 +829,7 @@ void on_pubrel(self_ptr self, const mqtt::pubrel& p) {
     self->send(st.session, release_atom::value, id);
     mqtt::pubcomp comp;
     comp.packet_id = id;
-    write(self, comp);
+    send_pubcomp(self, comp);
     return;
   }
   // v5: PUBCOMP says whether the id was known (0x92 otherwise).
@@ -636,7 +841,7 @@ void on_pubrel(self_ptr self, const mqtt::pubrel& p) {
             if (!known) {
               comp.reason = static_cast<std::uint8_t>(reason_code::packet_identifier_not_found);
             }
-            write(self, comp);
+            send_pubcomp(self, comp);
           },
           [=](caf::error&) { violation(self, reason_code::unspecified_error, "session lost"); });
 }
@@ -760,11 +965,33 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
   auto& xs = x.content();
   caf::message reply;
   if (broker::handle(xs, reply,
+                     [self](stored_atom, std::uint64_t token, bool ok) {
+                       on_stored(self, token, ok);
+                     }) ||
+      broker::handle(xs, reply, [self](replay_atom) { replay_held(self); }) ||
+      broker::handle(xs, reply,
                      [self](closed_atom, const std::string& reason) { on_closed(self, reason); }) ||
       broker::handle(xs, reply, [self](kick_atom) { on_kick(self); })) {
     return reply;
   }
   return caf::print_and_drop(ptr, x);
+}
+
+/// Handles the first packet held behind a deferred publish; one per message, so that a
+/// packet whose handling awaits an answer (QoS 2) holds the next one back as it would have.
+void replay_held(self_ptr self) {
+  auto& st = self->state;
+  auto* d = st.durable.get();
+  if (d == nullptr || d->deferred != 0 || d->held.empty()) {
+    return;
+  }
+  auto p = std::move(d->held.front());
+  d->held.pop_front();
+  st.io->consumed(1);
+  on_packet(self, p);
+  if (st.durable && st.durable->deferred == 0 && !st.durable->held.empty()) {
+    self->send(self, replay_atom::value);
+  }
 }
 
 caf::error on_exception(caf::scheduled_actor* ptr, std::exception_ptr& ep) {
@@ -795,6 +1022,12 @@ caf::behavior connection_impl(self_ptr self, broker::context_ptr ctx, conn_io_pt
   self->set_default_handler(on_control);
   return {
       [=](packet_atom, mqtt::packet& p) {
+        if (auto& d = self->state.durable; d && (d->deferred != 0 || !d->held.empty())) {
+          // Behind a publish whose sends wait for the store; not yet consumed, so the socket
+          // stops being read once enough are held.
+          d->held.push_back(std::move(p));
+          return;
+        }
         self->state.io->consumed(1);
         on_packet(self, p);
       },

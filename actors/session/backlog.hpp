@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 namespace tern::actors::flow {
@@ -65,6 +66,27 @@ class backlog {
   /// mailbox is gone with it). Idempotent, thread-safe.
   void close();
 
+  /// Write-ahead: while the session is persistent and the store durable, the publish path
+  /// writes each QoS 1/2 delivery to the store under the next seq before sending it (and
+  /// acknowledges the publish once that is written). Set by the session only.
+  void set_durable(const std::string& client_id, bool on) {
+    if (on && client_id_.empty()) {
+      client_id_ = client_id;  // before the flag: readers see it once they see the flag
+    }
+    durable_.store(on, std::memory_order_release);
+  }
+  bool is_durable() const { return durable_.load(std::memory_order_acquire); }
+  /// Valid once is_durable() was true.
+  const std::string& client_id() const { return client_id_; }
+  /// The next seq of the session's order (thread-safe; never 0).
+  std::uint64_t next_seq() { return seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  /// Seqs continue after `last` (a restored session).
+  void start_after(std::uint64_t last) {
+    auto cur = seq_.load();
+    while (cur < last && !seq_.compare_exchange_weak(cur, last)) {
+    }
+  }
+
   std::int64_t size() const { return n_.load(std::memory_order_relaxed); }
   /// Down to the low-water mark, or the session ended: nobody needs to wait for it.
   bool is_drained() const { return n_.load() <= low_ || closed_.load(); }
@@ -79,6 +101,9 @@ class backlog {
   std::atomic<std::int64_t> n_{0};
   std::atomic<bool> has_waiters_{false};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> durable_{false};
+  std::atomic<std::uint64_t> seq_{0};
+  std::string client_id_;  // set once, before durable_ is first true
   const std::int64_t low_;
   std::int64_t reported_queued_ = 0;  // the session's thread only
   mutable std::mutex mtx_;

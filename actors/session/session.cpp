@@ -25,9 +25,23 @@ void session::resume(clock::time_point now, out_list& out) {
   drain(now, out);
 }
 
+void session::note_sent(const inflight_entry& e) {
+  if (journal_ != nullptr && e.d.seq != 0) {
+    auto ph = e.ph == phase::wait_puback ? 1 : e.ph == phase::wait_pubrec ? 2 : 3;
+    journal_->push_back(change{change::kind::sent, e.d.seq, e.id, static_cast<std::uint8_t>(ph)});
+  }
+}
+
+void session::note_removed(const delivery& d) {
+  if (journal_ != nullptr && d.seq != 0) {
+    journal_->push_back(change{change::kind::removed, d.seq, 0, 0});
+  }
+}
+
 deliver_result session::deliver(delivery d, clock::time_point now, out_list& out) {
   if (d.msg && d.msg->is_expired(now)) {
     ++expired_;
+    note_removed(d);
     return deliver_result::dropped;
   }
   if (online_) {
@@ -50,6 +64,7 @@ deliver_result session::deliver(delivery d, clock::time_point now, out_list& out
 deliver_result session::enqueue(delivery d) {
   if (cfg_.max_queued == 0) {
     ++dropped_;
+    note_removed(d);
     return deliver_result::dropped;
   }
   if (!queue_) {
@@ -71,6 +86,7 @@ deliver_result session::enqueue(delivery d) {
     if (victim->q == qos::at_most_once) {
       --queued_qos0_;
     }
+    note_removed(*victim);
     q.erase(victim);
     ++dropped_;
     evicted = true;
@@ -92,6 +108,7 @@ void session::drain(clock::time_point now, out_list& out) {
     if (front.msg && front.msg->is_expired(now)) {
       // [MQTT-3.3.2-5] expired while queued: never sent.
       ++expired_;
+      note_removed(front);
       if (front.q == qos::at_most_once) {
         --queued_qos0_;
       }
@@ -124,6 +141,7 @@ void session::send_new(delivery d, clock::time_point now, out_list& out) {
   auto id = next_packet_id();
   auto ph = d.q == qos::exactly_once ? phase::wait_pubrec : phase::wait_puback;
   inflight_.push_back(inflight_entry{id, ph, now, d});
+  note_sent(inflight_.back());
   out.emplace_back(out_publish{id, false, std::move(d)});
 }
 
@@ -147,6 +165,7 @@ bool session::on_puback(std::uint16_t id, clock::time_point now, out_list& out) 
   if (e == nullptr || e->ph != phase::wait_puback) {
     return false;
   }
+  note_removed(e->d);
   erase(id);
   drain(now, out);
   return true;
@@ -161,7 +180,10 @@ bool session::on_pubrec(std::uint16_t id, clock::time_point now, out_list& out) 
     return false;
   }
   // A repeated PUBREC (after our PUBREL was lost) is answered with PUBREL again.
-  e->ph = phase::wait_pubcomp;
+  if (e->ph != phase::wait_pubcomp) {
+    e->ph = phase::wait_pubcomp;
+    note_sent(*e);
+  }
   e->sent_at = now;
   e->d.msg.reset();  // the payload is no longer needed: release it early
   out.emplace_back(out_pubrel{id});
@@ -173,15 +195,18 @@ bool session::on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out)
   if (e == nullptr || e->ph != phase::wait_pubcomp) {
     return false;
   }
+  note_removed(e->d);
   erase(id);
   drain(now, out);
   return true;
 }
 
 bool session::discard(std::uint16_t id, clock::time_point now, out_list& out) {
-  if (find(id) == nullptr) {
+  auto* e = find(id);
+  if (e == nullptr) {
     return false;
   }
+  note_removed(e->d);
   erase(id);
   drain(now, out);
   return true;
@@ -194,6 +219,7 @@ std::vector<delivery> session::take_shared(const std::string* key) {
   };
   for (auto i = inflight_.begin(); i != inflight_.end();) {
     if (i->ph != phase::wait_pubcomp && wanted(i->d)) {
+      note_removed(i->d);
       out.push_back(std::move(i->d));
       i = inflight_.erase(i);
     } else {
@@ -207,6 +233,7 @@ std::vector<delivery> session::take_shared(const std::string* key) {
         if (i->q == qos::at_most_once) {
           --queued_qos0_;
         }
+        note_removed(*i);
         out.push_back(std::move(*i));
         i = q.erase(i);
       } else {
@@ -285,6 +312,38 @@ std::size_t session::expire_awaiting(clock::time_point now) {
     }
   }
   return n;
+}
+
+std::size_t session::number(const std::function<std::uint64_t()>& next) {
+  std::size_t n = 0;
+  auto give = [&](delivery& d) {
+    if (d.seq == 0 && d.q != qos::at_most_once) {
+      d.seq = next();
+      ++n;
+    }
+  };
+  for (auto& e : inflight_) {
+    give(e.d);
+  }
+  if (queue_) {
+    for (auto& d : *queue_) {
+      give(d);
+    }
+  }
+  return n;
+}
+
+std::uint64_t session::max_seq() const {
+  std::uint64_t m = 0;
+  for (auto& e : inflight_) {
+    m = std::max(m, e.d.seq);
+  }
+  if (queue_) {
+    for (auto& d : *queue_) {
+      m = std::max(m, d.seq);
+    }
+  }
+  return m;
 }
 
 session::snapshot session::save() const {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -48,7 +49,23 @@ struct delivery {
   /// Set when the message came through a shared subscription ("$share/g/f" / "$queue/f"):
   /// such a message goes back to the group when this session leaves it before acknowledging.
   std::shared_ptr<const std::string> share;
+  /// Its place in a persistent session's order, under which the store keeps it (0: not
+  /// kept on disk: QoS 0, or a session without write-ahead).
+  std::uint64_t seq = 0;
 };
+
+/// What a call changed about messages kept on disk (those with a seq), for the store.
+struct change {
+  enum class kind : std::uint8_t {
+    sent,     ///< sent or resent with `packet_id`, now waiting in `phase` (1..3)
+    removed,  ///< done: acknowledged, expired, dropped or taken away
+  };
+  kind k = kind::sent;
+  std::uint64_t seq = 0;
+  std::uint16_t packet_id = 0;
+  std::uint8_t phase = 0;  ///< 1 wait PUBACK, 2 wait PUBREC, 3 wait PUBCOMP
+};
+using change_list = std::vector<change>;
 
 /// A PUBLISH to write. QoS 0 deliveries have packet_id 0.
 struct out_publish {
@@ -139,6 +156,15 @@ class session {
   /// Replaces the state with `s`; the session is offline until resume().
   void restore(snapshot s, clock::time_point now);
 
+  /// From now on, every change to a message with a seq is appended to `*j` (null: none).
+  /// The caller empties it as it writes the changes to the store.
+  void set_journal(change_list* j) { journal_ = j; }
+  /// Gives every QoS 1/2 message without a seq the next one of `next` (a session that
+  /// becomes persistent); returns how many.
+  std::size_t number(const std::function<std::uint64_t()>& next);
+  /// The largest seq of a message held (0: none).
+  std::uint64_t max_seq() const;
+
   std::size_t inflight_size() const { return inflight_.size(); }
   std::size_t queue_size() const { return queue_ ? queue_->size() : 0; }
   std::size_t awaiting_rel_size() const { return awaiting_rel_ ? awaiting_rel_->size() : 0; }
@@ -161,6 +187,8 @@ class session {
   deliver_result enqueue(delivery d);
   inflight_entry* find(std::uint16_t id);
   void erase(std::uint16_t id);
+  void note_sent(const inflight_entry& e);
+  void note_removed(const delivery& d);
 
   settings cfg_;
   bool online_ = false;
@@ -174,6 +202,7 @@ class session {
   std::unique_ptr<std::deque<delivery>> queue_;
   // Allocated on first use as well (only QoS 2 publishers need it); kept once allocated.
   std::unique_ptr<std::unordered_map<std::uint16_t, clock::time_point>> awaiting_rel_;
+  change_list* journal_ = nullptr;
 };
 
 }  // namespace tern::actors::session

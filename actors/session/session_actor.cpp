@@ -1,6 +1,7 @@
 // Session actor: subscriptions, delivery through the session state machine, takeover.
 #include "actors/session/session_actor.hpp"
 
+#include <deque>
 #include <map>
 
 #include <spdlog/spdlog.h>
@@ -55,6 +56,20 @@ class subscriptions {
   std::unique_ptr<map> m_;
 };
 
+/// Write-ahead of a persistent session (store durability batch or sync); allocated while the
+/// session is persistent. Changes are collected while a message is handled and submitted as
+/// one transaction at its end (commit). A QoS 2 PUBLISH or PUBREL, and a SUBACK, leave only
+/// once what they depend on is written: their bytes, and whatever follows them, wait here.
+struct durable_state {
+  store::txn txn;        // changes not yet submitted
+  change_list journal;   // the session core's changes of messages kept on disk
+  std::uint64_t epoch = 0;  // store recoveries when last written whole
+  std::uint64_t next_barrier = 1;
+  std::deque<std::pair<std::uint64_t, std::string>> held;  // bytes, released once written
+  std::chrono::milliseconds will_delay{0};  // of the pending delayed will
+  bool is_active = false;  // persistent now (kept once allocated, so tokens stay unique)
+};
+
 struct session_actor_state {
   explicit session_actor_state() : s(settings{}) {}
   broker::context_ptr ctx;
@@ -72,6 +87,7 @@ struct session_actor_state {
   message_ptr will;                   // a delayed will, published unless the client returns
   std::uint64_t will_generation = 0;
   flow::backlog_owner backlog;  // back-pressure counter; closed when this state is destroyed
+  std::unique_ptr<durable_state> durable;  // while persistent with a durable store
   static inline const char* name = "session";
 };
 
@@ -142,14 +158,155 @@ void report_backlog(self_ptr self, std::uint32_t delivered) {
   st.backlog.update(delivered, st.io && !st.io->is_closed() ? st.s.queue_size() : 0);
 }
 
+store::saved_session make_saved(self_ptr self, bool with_state = true);
+
+/// The write-ahead state while the session is persistent, else null.
+durable_state* durable_of(self_ptr self) {
+  auto* d = self->state.durable.get();
+  return d != nullptr && d->is_active ? d : nullptr;
+}
+
+/// Adds the session's own record (subscriptions, expiry, will) to the next commit.
+void write_meta(self_ptr self) {
+  if (auto* d = durable_of(self)) {
+    d->txn.put_meta(make_saved(self, false), static_cast<bool>(self->state.conn));
+  }
+}
+
+/// Submits what changed since the last commit. Returns the token that bytes written now must
+/// wait for: with `barrier`, or when a QoS 2 PUBLISH or a PUBREL was sent (the client acts on
+/// them in ways a crash must not undo: exactly once needs their state on disk first).
+std::optional<std::uint64_t> commit(self_ptr self, bool barrier = false) {
+  auto* d = durable_of(self);
+  if (d == nullptr) {
+    return std::nullopt;
+  }
+  auto& st = self->state;
+  auto& db = *st.ctx->db;
+  if (db.recoveries() != d->epoch) {
+    // The store failed meanwhile and may have dropped some changes: write it all anew.
+    d->epoch = db.recoveries();
+    d->journal.clear();
+    d->txn = store::txn{};
+    store::store::write_whole(d->txn, make_saved(self), static_cast<bool>(st.conn));
+  }
+  for (auto& c : d->journal) {
+    if (c.k == change::kind::sent) {
+      d->txn.put_inflight(st.client_id, c.seq, c.packet_id, c.phase);
+      barrier = barrier || c.phase >= 2;
+    } else {
+      d->txn.del_pending(st.client_id, c.seq);
+    }
+  }
+  d->journal.clear();
+  if (!barrier) {
+    if (!d->txn.empty()) {
+      db.submit(std::move(d->txn));
+      d->txn = store::txn{};
+    }
+    return std::nullopt;
+  }
+  auto token = d->next_barrier++;
+  auto me = caf::actor_cast<caf::actor>(self);
+  db.submit(std::move(d->txn),
+            [me, token](bool ok) { caf::anon_send(me, stored_atom::value, token, ok); });
+  d->txn = store::txn{};
+  return token;
+}
+
+/// Writes `bytes` to the client, behind whatever waits for the store; with `token`, they
+/// wait until it is written.
+void send_bytes(self_ptr self, std::string bytes, std::optional<std::uint64_t> token) {
+  auto& st = self->state;
+  auto* d = st.durable.get();
+  if (token) {
+    d->held.emplace_back(*token, std::move(bytes));
+  } else if (d != nullptr && !d->held.empty()) {
+    d->held.back().second += bytes;
+  } else if (st.io) {
+    st.io->send(std::move(bytes));
+  }
+}
+
+/// The store wrote what the bytes under `token` (and before) waited for.
+void on_stored(self_ptr self, std::uint64_t token, bool ok) {
+  auto& st = self->state;
+  auto* d = st.durable.get();
+  if (d == nullptr) {
+    return;
+  }
+  if (!ok) {
+    // Sent all the same: holding them would stall the client. The session is written whole
+    // once the store works again (commit).
+    spdlog::warn("session {}: the store could not write its QoS 2 state", st.client_id);
+  }
+  while (!d->held.empty() && d->held.front().first <= token) {
+    if (st.io) {
+      st.io->send(std::move(d->held.front().second));
+    }
+    d->held.pop_front();
+  }
+}
+
+/// Drops bytes written for a connection that is gone (the session state resends them).
+void drop_held(self_ptr self) {
+  if (auto* d = self->state.durable.get()) {
+    d->held.clear();
+  }
+}
+
+/// Turns write-ahead on or off as the session's expiry and the store say. Turning it on
+/// writes the whole session unless it was just read from disk as it is (`on_disk`).
+void set_persistent(self_ptr self, bool on, bool on_disk = false) {
+  auto& st = self->state;
+  on = on && st.ctx->db && st.ctx->db->is_durable();
+  if (on == (durable_of(self) != nullptr)) {
+    return;
+  }
+  const auto& b = backlog_of(self);
+  if (on) {
+    if (!st.durable) {
+      st.durable = std::make_unique<durable_state>();
+    }
+    auto* d = st.durable.get();
+    d->is_active = true;
+    d->epoch = st.ctx->db->recoveries();
+    b->start_after(st.s.max_seq());
+    auto numbered = st.s.number([&b] { return b->next_seq(); });
+    st.s.set_journal(&d->journal);
+    b->set_durable(st.client_id, true);
+    if (!on_disk || numbered != 0) {
+      store::store::write_whole(d->txn, make_saved(self), static_cast<bool>(st.conn));
+    }
+    return;
+  }
+  b->set_durable(st.client_id, false);
+  st.s.set_journal(nullptr);
+  auto* d = st.durable.get();
+  d->is_active = false;
+  d->journal.clear();
+  d->txn = store::txn{};
+  for (auto& h : d->held) {
+    if (st.io) {
+      st.io->send(std::move(h.second));
+    }
+  }
+  d->held.clear();
+  store::txn t;
+  t.del_session(st.client_id);
+  st.ctx->db->submit(std::move(t));
+}
+
 void write_out(self_ptr self, out_list& out) {
   auto& st = self->state;
   report_backlog(self, 0);
   if (out.empty()) {
+    commit(self);
     return;
   }
   if (!st.io) {
     out.clear();
+    commit(self);
     return;
   }
   std::string bytes;
@@ -215,8 +372,9 @@ void write_out(self_ptr self, out_list& out) {
   }
   out.clear();
   st.ctx->stats.messages_sent.fetch_add(sent, std::memory_order_relaxed);
+  auto token = commit(self);
   if (!bytes.empty()) {
-    st.io->send(std::move(bytes));
+    send_bytes(self, std::move(bytes), token);
   }
   for (auto id : too_large) {
     st.s.discard(id, now, out);
@@ -224,6 +382,9 @@ void write_out(self_ptr self, out_list& out) {
   if (!out.empty()) {
     write_out(self, out);
     return;
+  }
+  if (!too_large.empty()) {
+    commit(self);
   }
   schedule_retry(self);
 }
@@ -234,6 +395,20 @@ void deliver(self_ptr self, delivery d) {
     // The socket is gone and the detach is on its way: what arrives meanwhile waits for the
     // client's return like any offline message, instead of being written into the void.
     st.s.pause();
+  }
+  if (auto* dur = durable_of(self)) {
+    if (d.seq == 0 && d.q != qos::at_most_once && d.msg) {
+      // Not written by a publisher (retained, from another node or a bridge, a shared
+      // message handed on): the session writes it itself.
+      d.seq = backlog_of(self)->next_seq();
+      dur->txn.put_pending(st.client_id, d.seq, d);
+    }
+  } else if (d.seq != 0) {
+    // Written by a publisher that saw this session persistent just before it stopped being.
+    store::txn t;
+    t.del_pending(st.client_id, d.seq);
+    st.ctx->db->submit(std::move(t));
+    d.seq = 0;
   }
   out_list out;
   auto topic = self->state.ctx->hooks && self->state.ctx->hooks->has(hooks::point::message_dropped)
@@ -293,6 +468,8 @@ void publish_will(self_ptr self) {
     auto w = std::move(st.will);
     spdlog::debug("session {}: publishing delayed will on {}", st.client_id, w->topic);
     broker::dispatch(*st.ctx, w);
+    write_meta(self);
+    commit(self);
   }
 }
 
@@ -364,10 +541,13 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
         retained.push_back(std::move(d));
       }
     }
+    // A persistent session's SUBACK waits until its subscriptions are on disk.
+    write_meta(self);
+    auto token = commit(self, durable_of(self) != nullptr);
     if (st.io) {
       std::string bytes;
       mqtt::encode(ack, st.version, bytes);
-      st.io->send(std::move(bytes));
+      send_bytes(self, std::move(bytes), token);
     }
     // [MQTT-3.3.1-8] retained messages go out with RETAIN set, after the SUBACK.
     for (auto& d : retained) {
@@ -404,10 +584,12 @@ void on_unsubscribe(self_ptr self, mqtt::unsubscribe& p) {
   }
   auto finish = [self, ack = std::move(ack)] {
     auto& st = self->state;
+    write_meta(self);
+    auto token = commit(self, durable_of(self) != nullptr);
     if (st.io) {
       std::string bytes;
       mqtt::encode(ack, st.version, bytes);
-      st.io->send(std::move(bytes));
+      send_bytes(self, std::move(bytes), token);
     }
   };
   if (dels.empty()) {
@@ -440,6 +622,9 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
     st.will.reset();
     ++st.will_generation;
   }
+  drop_held(self);  // written for the connection before
+  set_persistent(self, st.expiry.count() != 0);
+  write_meta(self);  // connected; the next commit takes it
   mqtt::connack ack;
   ack.session_present = present && st.version != mqtt::protocol_version::v3_1;  // 3.1: reserved
   if (st.version == mqtt::protocol_version::v5) {
@@ -457,11 +642,12 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   return open_reply{caf::actor_cast<caf::actor>(self), present};
 }
 
-store::saved_session make_saved(self_ptr self) {
+store::saved_session make_saved(self_ptr self, bool with_state) {
   auto& st = self->state;
   store::saved_session saved;
   saved.client_id = st.client_id;
   saved.version = st.version;
+  saved.expiry = st.expiry;
   saved.expiry_left = st.expiry;
   if (!st.conn) {
     auto away = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() -
@@ -469,7 +655,15 @@ store::saved_session make_saved(self_ptr self) {
     saved.expiry_left = away < st.expiry ? st.expiry - away : std::chrono::milliseconds(1);
   }
   saved.subscriptions.assign(st.subs.begin(), st.subs.end());
-  saved.state = st.s.save();
+  if (st.will) {
+    saved.will = st.will;
+    if (st.durable) {
+      saved.will_delay = st.durable->will_delay;
+    }
+  }
+  if (with_state) {
+    saved.state = st.s.save();
+  }
   return saved;
 }
 
@@ -481,10 +675,10 @@ void save(self_ptr self) {
   st.ctx->db->save_session(make_saved(self));
 }
 
-void restore(self_ptr self, store::saved_session& saved) {
+void restore(self_ptr self, store::saved_session& saved, bool from_disk) {
   auto& st = self->state;
   st.version = saved.version;
-  st.expiry = st.ctx->cfg.session.expiry_interval;
+  st.expiry = saved.expiry.count() != 0 ? saved.expiry : st.ctx->cfg.session.expiry_interval;
   st.detached_at = clock::now();
   st.s.restore(std::move(saved.state), clock::now());
   route_adds adds;
@@ -492,6 +686,17 @@ void restore(self_ptr self, store::saved_session& saved) {
     st.subs[filter] = opts;
     adds.emplace_back(filter, opts);
   }
+  set_persistent(self, st.expiry.count() != 0, from_disk);
+  if (saved.will) {
+    // The client was away when the node stopped (or is now, after a crash): its will is
+    // published after the delay unless it comes back first.
+    st.will = saved.will;
+    if (st.durable) {
+      st.durable->will_delay = saved.will_delay;
+    }
+    self->delayed_send(self, saved.will_delay, will_atom::value, ++st.will_generation);
+  }
+  commit(self);
   if (!adds.empty()) {
     self->send(st.ctx->router(), add_route_atom::value, std::move(adds),
                caf::actor_cast<caf::actor>(self), backlog_of(self));
@@ -506,6 +711,9 @@ void on_detach(self_ptr self, const caf::actor& conn) {
     st.s.pause();
     st.detached_at = clock::now();
     report_backlog(self, 0);
+    drop_held(self);
+    write_meta(self);  // away from now on: the expiry counts from here
+    commit(self);
   }
 }
 
@@ -557,6 +765,7 @@ std::string on_handover(self_ptr self) {
     self->send(st.conn, kick_atom::value);
   }
   unroute_all(self);
+  set_persistent(self, false);  // the other node keeps it now
   self->quit();
   return bytes;
 }
@@ -586,6 +795,7 @@ void on_terminate(self_ptr self) {
   // [MQTT-3.1.2-8] a delayed will is published when the session ends first.
   publish_will(self);
   hand_back_shared(self, nullptr);
+  set_persistent(self, false);
   fire(self, hooks::point::session_terminated, [](hooks::args& a) { a.reason = "ended"; });
   self->quit();
 }
@@ -599,6 +809,11 @@ void on_will(self_ptr self, message_ptr& w, std::chrono::milliseconds delay,
     return;
   }
   st.will = std::move(w);
+  if (st.durable) {
+    st.durable->will_delay = delay;
+  }
+  write_meta(self);
+  commit(self);
   self->delayed_send(self, delay, will_atom::value, ++st.will_generation);
 }
 
@@ -646,8 +861,13 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
                  publish_will(self);
                }
              }) ||
+      handle(xs, reply,
+             [self](stored_atom, std::uint64_t token, bool ok) { on_stored(self, token, ok); }) ||
       handle(xs, reply, [self](set_expiry_atom, std::chrono::milliseconds expiry) {
         self->state.expiry = expiry;
+        set_persistent(self, expiry.count() != 0);
+        write_meta(self);
+        commit(self);
       })) {
     return reply;
   }
@@ -656,16 +876,25 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
 
 caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
                            broker::context_ptr ctx, std::string client_id,
-                           std::optional<store::saved_session> restored) {
+                           std::optional<store::saved_session> restored, bool from_disk) {
   self->state.s = session(settings_from(ctx->cfg.session));
   self->state.ctx = std::move(ctx);
   self->state.client_id = std::move(client_id);
   if (restored) {
-    restore(self, *restored);
+    restore(self, *restored, from_disk);
   }
   self->set_exit_handler([self](caf::exit_msg& em) {
-    // Node shutdown: a persistent session outlives the process.
-    save(self);
+    // Node shutdown: a persistent session outlives the process. Written ahead, only its
+    // own record changes (away from now on); else it is written whole now.
+    auto& st = self->state;
+    if (durable_of(self) != nullptr) {
+      st.conn = caf::actor{};
+      st.detached_at = clock::now();
+      write_meta(self);
+      commit(self);
+    } else {
+      save(self);
+    }
     self->quit(em.reason);
   });
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
@@ -700,8 +929,9 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
 
 caf::actor spawn_session(caf::local_actor* parent, const broker::context_ptr& ctx,
                          const std::string& client_id,
-                         std::optional<store::saved_session> restored) {
-  return parent->spawn<caf::monitored>(session_impl, ctx, client_id, std::move(restored));
+                         std::optional<store::saved_session> restored, bool from_disk) {
+  return parent->spawn<caf::monitored>(session_impl, ctx, client_id, std::move(restored),
+                                       from_disk);
 }
 
 }  // namespace tern::actors::session

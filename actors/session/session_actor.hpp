@@ -14,11 +14,13 @@
 namespace tern::actors::session {
 
 /// Spawns a session actor for `client_id`, monitored by `parent` (the session manager);
-/// `restored` brings back a session saved at the last shutdown (it starts offline).
-/// On an exit message (node shutdown) a session with a non-zero expiry saves itself to the
-/// store before it quits.
+/// `restored` brings back a session read from the store (`from_disk`) or handed over by
+/// another node (it starts offline). A session with a non-zero expiry writes its changes
+/// ahead to a durable store (docs/durability.md); with durability "none" it saves itself
+/// on an exit message (node shutdown) before it quits.
 caf::actor spawn_session(caf::local_actor* parent, const broker::context_ptr& ctx,
                          const std::string& client_id,
-                         std::optional<store::saved_session> restored = std::nullopt);
+                         std::optional<store::saved_session> restored = std::nullopt,
+                         bool from_disk = false);
 
 }  // namespace tern::actors::session

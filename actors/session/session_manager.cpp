@@ -124,13 +124,13 @@ void restore_sessions(self_ptr self) {
   if (!st.ctx->db) {
     return;
   }
-  auto saved = st.ctx->db->take_sessions();
+  auto saved = st.ctx->db->load_sessions();
   for (auto& s : saved) {
     auto left = s.expiry_left;
     auto id = s.client_id;
     entry e;
-    e.session = spawn_session(self, st.ctx, id, std::move(s));
-    e.expiry = st.ctx->cfg.session.expiry_interval;
+    e.expiry = s.expiry.count() != 0 ? s.expiry : st.ctx->cfg.session.expiry_interval;
+    e.session = spawn_session(self, st.ctx, id, std::move(s), true);
     e.generation = 1;
     st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
     st.by_client.emplace(id, std::move(e));
