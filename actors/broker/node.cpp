@@ -225,7 +225,8 @@ std::optional<std::string> node::start() {
                                                : store::durability::batch;
   std::variant<std::unique_ptr<store::store>, std::string> opened;
   try {
-    opened = store::store::open(cfg.data_dir, mode);
+    opened = store::store::open(cfg.data_dir, mode,
+                                std::uint64_t{cfg.store.min_free_mb} * 1024 * 1024);
   } catch (const std::exception& e) {
     return std::string("cannot open the store in ") + cfg.data_dir + ": " + e.what();
   }
@@ -308,6 +309,17 @@ std::optional<std::string> node::start() {
     return "cannot start the node's actors: " + m.sys->render(started.error());
   }
   m.root = *started;
+  {
+    // Restored sessions route before any client can publish: a message published right
+    // after a restart must not miss a subscriber that is still being read from disk.
+    caf::scoped_actor self{*m.sys};
+    bool ok = false;
+    self->request(ctx->sessions(), std::chrono::seconds(120), ready_atom::value)
+        .receive([&](bool) { ok = true; }, [&](caf::error&) {});
+    if (!ok) {
+      spdlog::warn("restored sessions were not routed within 120 s; opening the listeners");
+    }
+  }
 
   for (auto& [name, lc] : cfg.listeners) {
     if (auto err = m.open_listener(lc)) {

@@ -52,6 +52,8 @@ using set_expiry_atom = caf::atom_constant<caf::atom("setexpiry")>;
 using stored_atom = caf::atom_constant<caf::atom("stored")>;
 // connection -> itself: handle the next packet held behind a publish that waited for the store
 using replay_atom = caf::atom_constant<caf::atom("replay")>;
+// node -> session manager -> restored sessions: answered once their routes exist
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
 // router
 using add_route_atom = caf::atom_constant<caf::atom("addroute")>;
 using del_route_atom = caf::atom_constant<caf::atom("delroute")>;

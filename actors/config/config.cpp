@@ -236,6 +236,8 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) {
          c.store.durability = one_of(n, {"batch", "sync", "none"});
        }},
+      {"store.min_free_mb",
+       [](config& c, const toml::node& n) { c.store.min_free_mb = as_u32(n); }},
       {"flow.high_watermark",
        [](config& c, const toml::node& n) { c.flow.high_watermark = as_u32(n); }},
       {"flow.max_pause",

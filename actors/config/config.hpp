@@ -93,6 +93,9 @@ struct store_config {
   /// fsync per commit: survives a power loss) or "none" (sessions written at a graceful stop
   /// only).
   std::string durability = "batch";
+  /// Free space (MiB) the store leaves on its file system: below it, writes are refused
+  /// (as for a full disk) before the file system itself runs out. 0 = no check.
+  std::uint32_t min_free_mb = 64;
 };
 
 /// Clustering ("[cluster]"); off while `listen` is empty.

@@ -698,8 +698,12 @@ void restore(self_ptr self, store::saved_session& saved, bool from_disk) {
   }
   commit(self);
   if (!adds.empty()) {
-    self->send(st.ctx->router(), add_route_atom::value, std::move(adds),
-               caf::actor_cast<caf::actor>(self), backlog_of(self));
+    // await: the manager's ready_atom (the node opens its listeners after it) and every
+    // delivery wait until the routes exist, so nothing published after a restart misses
+    // this session.
+    self->request(st.ctx->router(), caf::infinite, add_route_atom::value, std::move(adds),
+                  caf::actor_cast<caf::actor>(self), backlog_of(self))
+        .await([](bool) {});
   }
 }
 
@@ -851,6 +855,7 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
       handle(xs, reply, [self](retry_atom) { on_retry(self); }) ||
       handle(xs, reply, [self](handover_atom) { return on_handover(self); }) ||
       handle(xs, reply, [self](mgmt::sinfo_atom) { return on_sinfo(self); }) ||
+      handle(xs, reply, [](ready_atom) { return true; }) ||
       handle(xs, reply, [self](terminate_atom) { on_terminate(self); }) ||
       handle(xs, reply,
              [self](will_atom, message_ptr& w, std::chrono::milliseconds delay,

@@ -41,6 +41,10 @@ struct manager_state {
   std::unordered_map<std::string, std::pair<caf::response_promise, bool>> lost;
   // Claimed here, then taken over before the open ran: the open is refused.
   std::unordered_set<std::string> superseded;
+  // Restored sessions whose routes are not in place yet, and who waits for them (the node,
+  // before it opens its listeners).
+  std::size_t restoring = 0;
+  std::vector<caf::response_promise> ready_waiters;
   static inline const char* name = "session_manager";
 };
 
@@ -135,6 +139,18 @@ void restore_sessions(self_ptr self) {
     st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
     st.by_client.emplace(id, std::move(e));
     self->delayed_send(self, left, expire_atom::value, id, std::uint64_t{1});
+    ++st.restoring;
+    auto done = [self] {
+      auto& st = self->state;
+      if (--st.restoring == 0) {
+        for (auto& rp : st.ready_waiters) {
+          rp.deliver(true);
+        }
+        st.ready_waiters.clear();
+      }
+    };
+    self->request(st.by_client[id].session, caf::infinite, ready_atom::value)
+        .then([done](bool) { done(); }, [done](caf::error&) { done(); });
   }
   if (!saved.empty()) {
     spdlog::info("restored {} persistent sessions", saved.size());
@@ -299,6 +315,14 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         return rp;
       },
       [=](count_atom) { return self->state.by_client.size(); },
+      [=](ready_atom) -> caf::result<bool> {
+        auto& st = self->state;
+        if (st.restoring == 0) {
+          return true;
+        }
+        st.ready_waiters.push_back(self->make_response_promise());
+        return st.ready_waiters.back();
+      },
       [=](mgmt::sessions_atom) {
         std::vector<mgmt::session_summary> out;
         for (auto& [id, e] : self->state.by_client) {

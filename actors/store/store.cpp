@@ -11,6 +11,8 @@
 #include "actors/store/store.hpp"
 
 #include <algorithm>
+#include <sys/statvfs.h>
+
 #include <filesystem>
 #include <map>
 
@@ -253,7 +255,16 @@ bool meta_from_pb(const tern::store::Session& pb, saved_session& out) {
 
 class rocksdb_backend final : public backend {
  public:
-  explicit rocksdb_backend(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+  rocksdb_backend(std::unique_ptr<rocksdb::DB> db, std::string path)
+      : db_(std::move(db)), path_(std::move(path)) {}
+
+  std::optional<std::uint64_t> free_bytes() const override {
+    struct statvfs vfs {};
+    if (::statvfs(path_.c_str(), &vfs) != 0) {
+      return std::nullopt;
+    }
+    return static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  }
 
   std::string write(const std::vector<op>& ops, bool sync) override {
     rocksdb::WriteBatch batch;
@@ -305,6 +316,7 @@ class rocksdb_backend final : public backend {
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  std::string path_;
 };
 
 }  // namespace
@@ -327,7 +339,7 @@ std::variant<std::unique_ptr<backend>, std::string> open_rocksdb(const std::stri
     return "cannot open the store " + path + ": " + st.ToString() +
            " (see docs/durability.md, \"Recovering a store\")";
   }
-  return std::unique_ptr<backend>(new rocksdb_backend(std::unique_ptr<rocksdb::DB>(raw)));
+  return std::unique_ptr<backend>(new rocksdb_backend(std::unique_ptr<rocksdb::DB>(raw), path));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,8 +411,9 @@ void txn::put_retained(const message& m) {
 // ---------------------------------------------------------------------------------------------
 // store
 
-store::store(std::unique_ptr<backend> b, durability mode, std::chrono::milliseconds retry)
-    : db_(std::move(b)), mode_(mode), retry_(retry) {
+store::store(std::unique_ptr<backend> b, durability mode, std::chrono::milliseconds retry,
+             std::uint64_t min_free)
+    : db_(std::move(b)), mode_(mode), retry_(retry), min_free_(min_free) {
   writer_ = std::thread([this] { run(); });
 }
 
@@ -414,12 +427,14 @@ store::~store() {
 }
 
 std::variant<std::unique_ptr<store>, std::string> store::open(const std::string& dir,
-                                                              durability mode) {
+                                                              durability mode,
+                                                              std::uint64_t min_free) {
   auto b = open_rocksdb(dir);
   if (auto* err = std::get_if<std::string>(&b)) {
     return *err;
   }
-  return std::make_unique<store>(std::move(std::get<0>(b)), mode);
+  return std::make_unique<store>(std::move(std::get<0>(b)), mode, std::chrono::milliseconds(500),
+                                 min_free);
 }
 
 std::string store::last_error() const {
@@ -452,6 +467,14 @@ void store::flush() {
 }
 
 std::string store::write_now(const std::vector<op>& ops) {
+  if (min_free_ != 0) {
+    // Refused before the file system runs out: RocksDB recovers badly from a write that
+    // fails half way (and Debian's build asserts on one), a refusal costs nothing.
+    if (auto free = db_->free_bytes(); free && *free < min_free_) {
+      return "disk almost full: " + std::to_string(*free >> 20) + " MiB free, the store keeps " +
+             std::to_string(min_free_ >> 20) + " MiB (store.min_free_mb)";
+    }
+  }
   auto t0 = std::chrono::steady_clock::now();
   auto err = db_->write(ops, mode_ == durability::sync);
   stats_.commit_us_total.fetch_add(

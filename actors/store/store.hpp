@@ -55,6 +55,8 @@ class backend {
       const = 0;
   /// The value of `key`, or nothing.
   virtual std::optional<std::string> get(const std::string& key) const = 0;
+  /// Bytes free on the file system that holds the store (nothing: unknown).
+  virtual std::optional<std::uint64_t> free_bytes() const { return std::nullopt; }
 };
 
 /// Opens (creating if needed) RocksDB in `dir`/store. Returns an error message naming the
@@ -116,10 +118,13 @@ class store {
  public:
   /// Opens the RocksDB store in `dir`.
   static std::variant<std::unique_ptr<store>, std::string> open(const std::string& dir,
-                                                                durability mode);
+                                                                durability mode,
+                                                                std::uint64_t min_free = 0);
   /// Over any backend (tests). While writes fail, the writer tries again every `retry`.
+  /// Writes are refused while the backend has less than `min_free` bytes free.
   store(std::unique_ptr<backend> b, durability mode,
-        std::chrono::milliseconds retry = std::chrono::milliseconds(500));
+        std::chrono::milliseconds retry = std::chrono::milliseconds(500),
+        std::uint64_t min_free = 0);
   /// Commits what was submitted, then stops the writer.
   ~store();
 
@@ -180,6 +185,7 @@ class store {
   std::unique_ptr<backend> db_;
   const durability mode_;
   const std::chrono::milliseconds retry_;
+  const std::uint64_t min_free_;
   store_stats stats_;
   std::atomic<bool> healthy_{true};
   std::atomic<std::uint64_t> recoveries_{0};

@@ -136,8 +136,10 @@ int main(int argc, char** argv) {
 
   auto node = std::make_unique<tern::actors::broker::node>(c);
   if (auto err = node->start()) {
+    // What the node needs at start (its store, its files, its ports) is not there: restarting
+    // it as it is cannot help, so the exit code says "fix the setup" like a config error.
     spdlog::error("{}", *err);
-    return 1;
+    return 2;
   }
   auto mgmt = std::make_unique<tern::actors::mgmt::service>(node->system(), node->shared_context());
   if (auto err = mgmt->start()) {
