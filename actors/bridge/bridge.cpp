@@ -326,6 +326,12 @@ struct bridge_state {
   std::string runner;  ///< the member that runs an auto-placed bridge, as last seen
   std::uint64_t dropped_congested = 0;         ///< QoS 0 dropped while the socket was backed up
   std::shared_ptr<asio::ssl::context> tls;  ///< null: plain TCP
+  /// Deliveries handed to this bridge (flow control, and the seqs of its records).
+  flow::backlog_owner backlog;
+  /// [store] durability batch/sync: QoS 1/2 messages for the remote are written ahead (the
+  /// publish path writes them before acknowledging; the bridge deletes them once the remote
+  /// has them) and survive a crash of this node.
+  bool is_durable = false;
 };
 
 using self_ptr = caf::stateful_actor<bridge_state>*;
@@ -342,9 +348,24 @@ void update_stats(self_ptr self) {
 
 void lost(self_ptr self, const std::string& why);
 
+/// Deletes the records of messages the session no longer needs.
+void release_records(self_ptr self) {
+  auto& st = self->state;
+  auto done = st.session->take_released();
+  if (done.empty() || !st.is_durable) {
+    return;
+  }
+  store::txn t;
+  for (auto seq : done) {
+    t.del_bridge(st.cfg.name, seq);
+  }
+  st.ctx->db->submit(std::move(t));
+}
+
 /// Carries out what the session decided: local publishes, then writes, then a close.
 void apply(self_ptr self, step s) {
   auto& st = self->state;
+  release_records(self);
   for (auto& w : s.warnings) {
     spdlog::warn("bridge {}: {}", st.cfg.name, w);
   }
@@ -443,6 +464,9 @@ void save_queue(self_ptr self) {
   }
   std::vector<message_ptr> msgs;
   for (auto& o : st.session->pending()) {
+    if (o.seq != 0) {
+      continue;  // written ahead: its record stays
+    }
     auto m = std::make_shared<message>(o.msg ? *o.msg : message{});
     m->topic = o.topic;
     m->q = o.q;
@@ -455,22 +479,37 @@ void save_queue(self_ptr self) {
   }
 }
 
-/// Takes back what save_queue() saved at the last shutdown.
+/// Takes back the messages written ahead (in their order) and what save_queue() saved at
+/// the last shutdown.
 void restore_queue(self_ptr self) {
   auto& st = self->state;
   if (!st.ctx->db) {
     return;
   }
-  auto msgs = st.ctx->db->take_bridge_queue(st.cfg.name);
-  if (msgs.empty()) {
-    return;
-  }
   std::vector<outgoing> saved;
-  for (auto& m : msgs) {
+  store::txn unmapped;
+  for (auto& d : st.ctx->db->load_bridge(st.cfg.name)) {
+    st.backlog.get(0)->start_after(d.seq);
+    auto m = map_out(st.rules, d.msg->topic, d.q);
+    if (!m || m->q == mqtt::qos::at_most_once) {
+      unmapped.del_bridge(st.cfg.name, d.seq);  // the rules changed: no longer for the remote
+      continue;
+    }
+    saved.push_back(outgoing{d.msg, std::move(m->topic), m->q, d.retain, d.seq});
+  }
+  if (!unmapped.empty()) {
+    st.ctx->db->submit(std::move(unmapped));
+  }
+  for (auto& m : st.ctx->db->take_bridge_queue(st.cfg.name)) {
     saved.push_back(outgoing{m, m->topic, m->q, m->retain});
   }
+  if (saved.empty()) {
+    return;
+  }
+  auto n = saved.size();
   st.session->restore(std::move(saved));
-  spdlog::info("bridge {}: {} message(s) for the remote restored", st.cfg.name, msgs.size());
+  release_records(self);  // those the queue limit dropped
+  spdlog::info("bridge {}: {} message(s) for the remote restored", st.cfg.name, n);
   update_stats(self);
 }
 
@@ -500,8 +539,10 @@ void activate(self_ptr self) {
   st.stats->runs_here = true;
   if (!st.routes.empty()) {
     self->request(st.ctx->router(), caf::infinite, add_route_atom::value, st.routes,
-                  caf::actor_cast<caf::actor>(self), flow::backlog_ptr{})
-        .then([](bool) {});
+                  caf::actor_cast<caf::actor>(self), st.backlog.get(0))
+        .then([stats = st.stats](bool) { stats->routed.store(true); });
+  } else {
+    st.stats->routed.store(true);
   }
   if (st.is_auto_placed) {
     spdlog::info("bridge {}: this node is the live member with the lowest name: running here",
@@ -587,6 +628,10 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   }
   st.routes = local_routes(st.rules);
   st.is_auto_placed = st.cfg.node == "*" && st.ctx->cluster;
+  st.is_durable = st.ctx->db && st.ctx->db->is_durable();
+  // The bridge never holds publishers back (a slow remote fills its bounded queue instead):
+  // its backlog counts only deliveries not yet taken from its mailbox.
+  st.backlog.get(0)->set_durable(st.cfg.name, st.is_durable, true);
   // Last words, whatever ends the actor: no route may lead to it, no socket outlive it.
   std::vector<std::string> filters;
   for (auto& a : st.routes) {
@@ -620,12 +665,28 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   return {
       [=](deliver_atom, session::delivery& d) {
         auto& s = self->state;
-        if (!d.msg || d.msg->from_bridge == s.number || !s.is_active) {
-          return;  // published here by this bridge: never back out
+        s.backlog.update(1, 0);
+        std::optional<mapped> m;
+        if (d.msg && d.msg->from_bridge != s.number && s.is_active) {
+          m = map_out(s.rules, d.msg->topic, d.q);  // never back out what this bridge brought
         }
-        auto m = map_out(s.rules, d.msg->topic, d.q);
-        if (!m) {
-          return;
+        if (!m || m->q == mqtt::qos::at_most_once) {
+          if (d.seq != 0) {
+            store::txn t;  // written ahead by the publish path, but not for the remote
+            t.del_bridge(s.cfg.name, d.seq);
+            s.ctx->db->submit(std::move(t));
+            d.seq = 0;
+          }
+          if (!m) {
+            return;
+          }
+        } else if (d.seq == 0 && s.is_durable) {
+          // Not written ahead (from another node, or a publish nobody waits for): kept on
+          // disk from now on.
+          d.seq = s.backlog.get(0)->next_seq();
+          store::txn t;
+          t.put_bridge(s.cfg.name, d.seq, d);
+          s.ctx->db->submit(std::move(t));
         }
         // A remote that does not read: QoS 0 is dropped rather than piled up in memory
         // (QoS 1/2 wait in the bounded queue behind the inflight window).
@@ -635,7 +696,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
           ++s.dropped_congested;
           return;
         }
-        outgoing o{d.msg, std::move(m->topic), m->q, d.retain};
+        outgoing o{d.msg, std::move(m->topic), m->q, d.retain, d.seq};
         apply(self, s.session->enqueue(std::move(o), clock::now()));
       },
       [=](packet_atom, std::uint64_t id, mqtt::packet& p) {

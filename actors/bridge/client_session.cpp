@@ -8,7 +8,7 @@ namespace tern::actors::bridge {
 
 namespace mqtt = proto::mqtt;
 
-std::size_t outbox::push(outgoing m) {
+std::size_t outbox::push(outgoing m, std::vector<std::uint64_t>* released) {
   std::size_t dropped = 0;
   if (q_.size() >= max_) {
     auto qos0 = std::find_if(q_.begin(), q_.end(),
@@ -18,6 +18,9 @@ std::size_t outbox::push(outgoing m) {
     } else if (m.q == mqtt::qos::at_most_once) {
       return 1;  // the new QoS 0 message is the one to go
     } else {
+      if (released != nullptr && q_.front().seq != 0) {
+        released->push_back(q_.front().seq);
+      }
       q_.pop_front();
     }
     dropped = 1;
@@ -211,10 +214,14 @@ void client_session::on_ack(std::uint16_t id, wait expected, step& s) {
     return;  // a late or duplicate acknowledgement
   }
   if (expected == wait::pubrec) {
-    if (it->state == wait::puback) {
+    if (it->state != wait::pubrec) {
       return;
     }
     it->state = wait::pubcomp;
+    if (it->m.seq != 0) {
+      released_.push_back(it->m.seq);  // the remote has it: only the PUBREL is owed
+      it->m.seq = 0;
+    }
     return;
   }
   if (expected == wait::puback && it->state != wait::puback) {
@@ -223,6 +230,9 @@ void client_session::on_ack(std::uint16_t id, wait expected, step& s) {
   if (expected == wait::pubcomp && it->state != wait::pubcomp) {
     return;
   }
+  if (it->m.seq != 0) {
+    released_.push_back(it->m.seq);
+  }
   inflight_.erase(it);
   ++counters_.forwarded_out;
   fill_window(s);
@@ -230,7 +240,7 @@ void client_session::on_ack(std::uint16_t id, wait expected, step& s) {
 
 step client_session::enqueue(outgoing m, clock::time_point) {
   step s;
-  counters_.dropped += queue_.push(std::move(m));
+  counters_.dropped += queue_.push(std::move(m), &released_);
   if (connected_) {
     fill_window(s);
   }
@@ -254,6 +264,9 @@ void client_session::fill_window(step& s) {
     auto m = *queue_.pop();
     m.q = q;
     if (q == mqtt::qos::at_most_once) {
+      if (m.seq != 0) {
+        released_.push_back(m.seq);
+      }
       send_publish(std::move(m), false, 0, s);
       ++counters_.forwarded_out;
     } else {
@@ -321,10 +334,10 @@ std::vector<outgoing> client_session::pending() const {
 void client_session::restore(std::vector<outgoing> saved) {
   outbox merged(opts_.max_queued);
   for (auto& m : saved) {
-    counters_.dropped += merged.push(std::move(m));
+    counters_.dropped += merged.push(std::move(m), &released_);
   }
   while (auto m = queue_.pop()) {
-    counters_.dropped += merged.push(std::move(*m));
+    counters_.dropped += merged.push(std::move(*m), &released_);
   }
   queue_ = std::move(merged);
 }

@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "actors/bridge/rules.hpp"
@@ -30,6 +31,8 @@ struct outgoing {
   std::string topic;
   proto::mqtt::qos q = proto::mqtt::qos::at_most_once;
   bool retain = false;
+  /// Its place in the bridge's order in the store (0: not kept on disk).
+  std::uint64_t seq = 0;
 };
 
 /// The messages waiting to be sent, bounded: when full, the oldest QoS 0 message is dropped
@@ -38,8 +41,9 @@ class outbox {
  public:
   explicit outbox(std::size_t max_queued) : max_(max_queued == 0 ? 1 : max_queued) {}
 
-  /// Queues `m`; returns the number of messages dropped to make room (0 or 1).
-  std::size_t push(outgoing m);
+  /// Queues `m`; returns the number of messages dropped to make room (0 or 1), and appends
+  /// the seq of a dropped message kept on disk to `released` when given.
+  std::size_t push(outgoing m, std::vector<std::uint64_t>* released = nullptr);
   std::optional<outgoing> pop();
   std::size_t size() const { return q_.size(); }
   bool empty() const { return q_.empty(); }
@@ -113,6 +117,10 @@ class client_session {
   /// Puts messages saved by pending() (at the last shutdown) in front of the queue; they are
   /// sent as new messages after the next CONNACK.
   void restore(std::vector<outgoing> saved);
+  /// The seqs of messages kept on disk that are no longer needed since the last call: the
+  /// remote has them (PUBACK; PUBREC for QoS 2), they went out as QoS 0 (the remote's
+  /// Maximum QoS), or the full queue dropped them.
+  std::vector<std::uint64_t> take_released() { return std::exchange(released_, {}); }
 
   bool is_connected() const { return connected_; }
   std::size_t queued() const { return queue_.size(); }
@@ -142,6 +150,7 @@ class client_session {
   std::deque<in_flight> inflight_;        ///< in the order sent
   std::set<std::uint16_t> awaiting_rel_;  ///< inbound QoS 2 ids delivered, PUBREL pending
   session_counters counters_;
+  std::vector<std::uint64_t> released_;
   bool open_ = false;
   bool connected_ = false;
   std::uint16_t last_id_ = 0;

@@ -13,6 +13,9 @@ struct bridge_stats {
   /// Working on this node now (see the bridge's `node` key).
   std::atomic<bool> runs_here{false};
   std::atomic<bool> connected{false};
+  /// Its local subscriptions are in the router (the node opens its listeners only then: a
+  /// message published right after a start must not miss the bridge).
+  std::atomic<bool> routed{false};
   std::atomic<std::uint64_t> forwarded_out{0};  ///< messages acknowledged by the remote
   std::atomic<std::uint64_t> forwarded_in{0};   ///< remote messages published here
   std::atomic<std::uint64_t> dropped{0};        ///< queue overflow

@@ -77,13 +77,17 @@ void send_all(context& ctx, const message_ptr& m, std::vector<target>& targets,
   }
 }
 
-/// Write-ahead: a record for every persistent session among the targets.
+/// Write-ahead: a record for every persistent session (and bridge) among the targets.
 void add_records(std::vector<target>& targets, store::txn& t) {
   for (auto& x : targets) {
     auto& b = x.session.backlog;
     if (x.d.q != proto::mqtt::qos::at_most_once && b && b->is_durable()) {
       x.d.seq = b->next_seq();
-      t.put_pending(b->client_id(), x.d.seq, x.d);
+      if (b->is_bridge()) {
+        t.put_bridge(b->client_id(), x.d.seq, x.d);
+      } else {
+        t.put_pending(b->client_id(), x.d.seq, x.d);
+      }
     }
   }
 }

@@ -320,6 +320,23 @@ std::optional<std::string> node::start() {
       spdlog::warn("restored sessions were not routed within 120 s; opening the listeners");
     }
   }
+  // Likewise the bridges placed on this node (one placed on "*" waits for the cluster).
+  {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    std::size_t i = 0;
+    for (auto& [name, bc] : cfg.bridges) {
+      auto& stats = m.ctx->bridges.at(i++);
+      if (bc.node == "*" || !bridge::runs_on(bc, cfg.node_name)) {
+        continue;
+      }
+      while (!stats->routed.load() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      if (!stats->routed.load()) {
+        spdlog::warn("bridge {}: not subscribed here within 60 s; opening the listeners", name);
+      }
+    }
+  }
 
   for (auto& [name, lc] : cfg.listeners) {
     if (auto err = m.open_listener(lc)) {

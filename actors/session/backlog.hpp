@@ -68,16 +68,19 @@ class backlog {
 
   /// Write-ahead: while the session is persistent and the store durable, the publish path
   /// writes each QoS 1/2 delivery to the store under the next seq before sending it (and
-  /// acknowledges the publish once that is written). Set by the session only.
-  void set_durable(const std::string& client_id, bool on) {
+  /// acknowledges the publish once that is written). Set by the session only; a bridge sets
+  /// it with `bridge` (its name as `client_id`): its records are a bridge's queue.
+  void set_durable(const std::string& client_id, bool on, bool bridge = false) {
     if (on && client_id_.empty()) {
       client_id_ = client_id;  // before the flag: readers see it once they see the flag
+      bridge_ = bridge;
     }
     durable_.store(on, std::memory_order_release);
   }
   bool is_durable() const { return durable_.load(std::memory_order_acquire); }
   /// Valid once is_durable() was true.
   const std::string& client_id() const { return client_id_; }
+  bool is_bridge() const { return bridge_; }
   /// The next seq of the session's order (thread-safe; never 0).
   std::uint64_t next_seq() { return seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
   /// Seqs continue after `last` (a restored session).
@@ -104,6 +107,7 @@ class backlog {
   std::atomic<bool> durable_{false};
   std::atomic<std::uint64_t> seq_{0};
   std::string client_id_;  // set once, before durable_ is first true
+  bool bridge_ = false;    // likewise
   const std::int64_t low_;
   std::int64_t reported_queued_ = 0;  // the session's thread only
   mutable std::mutex mtx_;

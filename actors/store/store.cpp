@@ -4,7 +4,9 @@
 //   q/<cid16><seq64>          a QoS 1/2 message pending for the session (Pending)
 //   i/<cid16><seq64>          its in-flight state once sent (Inflight)
 //   a/<cid16><id16>           an inbound QoS 2 packet id awaiting PUBREL (empty value)
-//   b/<bridge>                a bridge's queue saved at shutdown (BridgeQueue)
+//   o/<name16><seq64>         a QoS 1/2 message a bridge has not handed to its remote yet
+//                             (Pending; written ahead like a session's)
+//   b/<bridge>                what else a bridge had queued at a graceful stop (BridgeQueue)
 // <cid16> is the client id's length (2 bytes, big endian) followed by the id, so that one
 // session's records are one key range whatever bytes the id holds; <seq64> is big endian,
 // so the range reads in delivery order.
@@ -34,6 +36,7 @@ constexpr std::string_view pending_prefix = "q/";
 constexpr std::string_view inflight_prefix = "i/";
 constexpr std::string_view awaiting_prefix = "a/";
 constexpr std::string_view bridge_prefix = "b/";
+constexpr std::string_view bridge_out_prefix = "o/";
 
 std::uint64_t unix_ms_now() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -357,6 +360,17 @@ void txn::put_pending(const std::string& client_id, std::uint64_t seq,
   to_pb(d, pe);
   pe.set_seq(seq);
   ops_.push_back({op::kind::put, seq_key(pending_prefix, client_id, seq), pe.SerializeAsString()});
+}
+
+void txn::put_bridge(const std::string& bridge, std::uint64_t seq, const session::delivery& d) {
+  tern::store::Pending pe;
+  to_pb(d, pe);
+  pe.set_seq(seq);
+  ops_.push_back({op::kind::put, seq_key(bridge_out_prefix, bridge, seq), pe.SerializeAsString()});
+}
+
+void txn::del_bridge(const std::string& bridge, std::uint64_t seq) {
+  ops_.push_back({op::kind::del, seq_key(bridge_out_prefix, bridge, seq), {}});
 }
 
 void txn::put_inflight(const std::string& client_id, std::uint64_t seq, std::uint16_t packet_id,
@@ -746,6 +760,32 @@ void store::save_bridge_queue(const std::string& bridge, const std::vector<messa
   if (!err.empty()) {
     spdlog::error("store: bridge {}: {}", bridge, err);
   }
+}
+
+std::vector<session::delivery> store::load_bridge(const std::string& bridge) {
+  std::vector<session::delivery> out;
+  txn cleanup;
+  std::string name;
+  std::string_view suffix;
+  db_->scan(session_key(bridge_out_prefix, bridge),
+            [&](std::string_view key, std::string_view value) {
+              tern::store::Pending pe;
+              session::session::pending p;
+              if (!split_key(key, bridge_out_prefix.size(), name, suffix) || suffix.size() != 8 ||
+                  !pe.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
+                  !pending_from_pb(pe, p) || !p.d.msg) {
+                spdlog::warn("store: bridge {}: deleting an unreadable message", bridge);
+                cleanup.ops().push_back({op::kind::del, std::string(key), {}});
+                return;
+              }
+              p.d.seq = read_be(suffix, 0, 8);
+              out.push_back(std::move(p.d));
+            });
+  if (!cleanup.empty()) {
+    submit(std::move(cleanup));
+    flush();
+  }
+  return out;
 }
 
 std::vector<message_ptr> store::take_bridge_queue(const std::string& bridge) {

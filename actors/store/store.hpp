@@ -96,6 +96,11 @@ class txn {
   /// Everything of the session.
   void del_session(const std::string& client_id);
   void put_retained(const message& m);
+  /// A QoS 1/2 message for bridge `bridge` (the delivery as routed to it, before its rules
+  /// map it), `seq` its place in the bridge's order; deleted once the remote has it (PUBACK,
+  /// PUBREC) or the bridge drops it.
+  void put_bridge(const std::string& bridge, std::uint64_t seq, const session::delivery& d);
+  void del_bridge(const std::string& bridge, std::uint64_t seq);
 
   bool empty() const { return ops_.empty(); }
   std::size_t size() const { return ops_.size(); }
@@ -160,8 +165,11 @@ class store {
   /// Writes a session whole, replacing what was on disk (durability none: at shutdown).
   void save_session(const saved_session& s);
 
+  /// A bridge's messages written ahead (put_bridge), in seq order.
+  std::vector<session::delivery> load_bridge(const std::string& bridge);
   /// A bridge's outgoing messages (each with its remote topic, QoS and retain flag), saved at
-  /// shutdown; an empty list removes what was saved.
+  /// shutdown (all of them with durability none, else those not written ahead); an empty
+  /// list removes what was saved.
   void save_bridge_queue(const std::string& bridge, const std::vector<message_ptr>& msgs);
   /// Reads a bridge's saved messages and removes them from disk.
   std::vector<message_ptr> take_bridge_queue(const std::string& bridge);

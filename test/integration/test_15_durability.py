@@ -477,3 +477,49 @@ def test_kill9_loop_loses_nothing_acknowledged(broker, clients):
         for p in pubs:
             _check(s, p)
     assert total > 20 * KILL_LOOPS, f"only {total} messages published"
+
+
+def test_kill9_loop_bridge_queue_loses_nothing_acknowledged(broker, clients):
+    """A node bridging QoS 1/2 to a remote broker is killed again and again: every message it
+    acknowledged reaches the remote's subscriber, in order (at least once: what was in flight
+    to the remote at a crash is sent again)."""
+    remote = broker()
+    base = unique("br")
+    sink = Subscriber(remote.port, "sink", "site1/#", 1)
+    deadline = time.monotonic() + 10
+    while not sink.c.is_connected():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # SUBACK
+    bridge = {"address": f"{helpers.HOST}:{remote.port}", "reconnect_interval": "100ms",
+              "keepalive": "10s", "max_queued": 200000,
+              "topics": [{"filter": base + "/#", "direction": "out", "qos": 2,
+                          "remote_prefix": "site1/"}]}
+    b = durable_broker(broker, log={"level": "info"}, **{"bridges.up": bridge})
+    pubs = [Publisher(b.port, "p1", base + "/a", 1), Publisher(b.port, "p2", base + "/b", 2)]
+    rng = random.Random(os.getpid())
+    try:
+        for _ in range(max(5, KILL_LOOPS // 4)):
+            time.sleep(rng.uniform(0.2, 0.8))
+            b.kill()
+            b.start(b.port)
+        time.sleep(0.5)
+    finally:
+        for p in pubs:
+            p.stop.set()
+    deadline = time.monotonic() + 60
+    while not all(p.all_acked() for p in pubs):
+        assert time.monotonic() < deadline, [(p.name, p.sent, p.acked()) for p in pubs]
+        time.sleep(0.1)
+    total = sum(p.sent for p in pubs)
+    deadline = time.monotonic() + 60
+    while len(set(sink.received())) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    sink.close()
+    for p in pubs:
+        p.c.loop_stop()
+        p.c.disconnect()
+    for p in pubs:
+        _check(sink, p)
+    assert total > 100, f"only {total} messages published"

@@ -322,14 +322,16 @@ def test_tls_remote_not_verified_is_refused_and_retried(broker, certs, ca, serve
     assert not re.search(rf"bridge {BRIDGE_NAME}: connected to ", local.log_text())
 
 
-def test_queue_survives_a_restart_of_the_bridging_node(broker, clients):
+@pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "kill9"])
+def test_queue_survives_a_restart_of_the_bridging_node(broker, clients, graceful):
     remote, local = bridged_to_stopped_remote(broker, clients, "bridge-sink-2")
     pub = clients(local.port)
     n = 10
     for i in range(n):
-        pub.publish("sensors/keep", str(i).encode(), qos=1)
+        pub.publish("sensors/keep", str(i).encode(), qos=1)  # each one acknowledged
     pub.disconnect()
-    local.restart()  # graceful: the queue is saved, then taken back
+    # Written ahead before each PUBACK ([store] durability batch): a crash keeps them too.
+    local.restart(graceful=graceful)
     wait_log(local, rf"bridge {BRIDGE_NAME}: {n} message\(s\) for the remote restored")
     remote.start(remote.port)
     connected(local)

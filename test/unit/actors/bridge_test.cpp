@@ -664,3 +664,58 @@ TEST_CASE("bridge session: pending() lists what a restart must keep; restore() q
   CHECK(p[2].payload == "new");
   CHECK_FALSE(p[0].dup);
 }
+
+TEST_CASE("bridge session: a message kept on disk is released once the remote has it",
+          "[bridge][store]") {
+  auto stored = [](const std::string& payload, mqtt::qos q, std::uint64_t seq) {
+    auto o = out("t", payload, q);
+    o.seq = seq;
+    return o;
+  };
+  client_session s(opts(8, 3), both_rules());
+  // Queued while the remote is away: nothing is released.
+  s.enqueue(stored("a", mqtt::qos::at_least_once, 1), t0);
+  s.enqueue(stored("b", mqtt::qos::exactly_once, 2), t0);
+  s.enqueue(out("t", "zero", mqtt::qos::at_most_once), t0);
+  CHECK(s.take_released().empty());
+  auto p = of_type<mqtt::publish>(connect(s));
+  REQUIRE(p.size() == 3);
+  CHECK(s.take_released().empty());  // sent is not acknowledged
+  s.on_packet(mqtt::puback{{p[0].packet_id, 0, {}}}, t0);
+  CHECK(s.take_released() == std::vector<std::uint64_t>{1});
+  s.on_packet(mqtt::pubrec{{p[1].packet_id, 0, {}}}, t0);  // QoS 2: the remote has it
+  CHECK(s.take_released() == std::vector<std::uint64_t>{2});
+  s.on_packet(mqtt::pubrec{{p[1].packet_id, 0, {}}}, t0);  // a duplicate PUBREC
+  s.on_packet(mqtt::pubcomp{{p[1].packet_id, 0, {}}}, t0);
+  CHECK(s.take_released().empty());
+  // A late acknowledgement of the same id releases nothing twice.
+  s.on_packet(mqtt::puback{{p[0].packet_id, 0, {}}}, t0);
+  CHECK(s.take_released().empty());
+}
+
+TEST_CASE("bridge session: dropped or downgraded stored messages are released",
+          "[bridge][store]") {
+  auto stored = [](const std::string& payload, std::uint64_t seq) {
+    auto o = out("t", payload, mqtt::qos::at_least_once);
+    o.seq = seq;
+    return o;
+  };
+  client_session s(opts(8, 2), both_rules());
+  s.enqueue(stored("a", 1), t0);
+  s.enqueue(stored("b", 2), t0);
+  s.enqueue(stored("c", 3), t0);  // the queue holds 2: the oldest goes
+  CHECK(s.take_released() == std::vector<std::uint64_t>{1});
+  s.restore({stored("r", 9)});  // restored in front: the limit drops the oldest again
+  CHECK(s.take_released() == std::vector<std::uint64_t>{9});
+
+  // A remote that takes QoS 0 only: the stored messages go out as QoS 0 and are done.
+  client_session q0(opts(8, 10), both_rules());
+  q0.enqueue(stored("x", 4), t0);
+  q0.on_open(t0);
+  mqtt::connack ca{false, 0, {}};
+  ca.props.maximum_qos = 0;
+  auto p = of_type<mqtt::publish>(q0.on_packet(ca, t0));
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].q == mqtt::qos::at_most_once);
+  CHECK(q0.take_released() == std::vector<std::uint64_t>{4});
+}

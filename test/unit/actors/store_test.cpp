@@ -373,6 +373,34 @@ TEST_CASE("store: a message's expiry keeps counting from its reception", "[store
   CHECK(left > std::chrono::seconds(25));
 }
 
+TEST_CASE("store: a bridge's written-ahead messages load back in seq order", "[store]") {
+  auto data = std::make_shared<fake_backend::shared>();
+  auto db = fake_store(data);
+  store::txn t;
+  t.put_bridge("up", 2, delivery("two", mqtt::qos::exactly_once));
+  t.put_bridge("up", 1, delivery("one", mqtt::qos::at_least_once));
+  t.put_bridge("up", 3, delivery("three", mqtt::qos::at_least_once));
+  t.del_bridge("up", 3);                                               // the remote has it
+  t.put_bridge("u", 1, delivery("other bridge", mqtt::qos::at_least_once));  // a prefix name
+  t.put_pending("up", 1, delivery("a session named up", mqtt::qos::at_least_once));
+  db->submit(std::move(t));
+  db->flush();
+  auto up = db->load_bridge("up");
+  REQUIRE(up.size() == 2);
+  CHECK(up[0].msg->payload == "one");
+  CHECK(up[0].seq == 1);
+  CHECK(up[0].q == mqtt::qos::at_least_once);
+  CHECK(up[1].msg->payload == "two");
+  CHECK(up[1].seq == 2);
+  CHECK(up[1].q == mqtt::qos::exactly_once);
+  CHECK(db->load_bridge("up").size() == 2);  // loading leaves them on disk
+  REQUIRE(db->load_bridge("u").size() == 1);
+  CHECK(db->load_bridge("none").empty());
+  // A session's records are not a bridge's, and the session loader leaves bridges alone.
+  db->load_sessions();
+  CHECK(db->load_bridge("up").size() == 2);
+}
+
 TEST_CASE("store: RocksDB keeps retained messages, sessions and bridge queues", "[store]") {
   auto dir = temp_dir("reopen");
   {
