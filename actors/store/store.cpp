@@ -703,20 +703,7 @@ void store::write_whole(txn& t, const saved_session& s, bool connected) {
 void store::save_session(const saved_session& s) {
   txn t;
   t.del_session(s.client_id);
-  tern::store::Session pb;
-  meta_to_pb(s, false, pb);
-  for (auto& p : s.state.messages) {
-    auto* pe = pb.add_pending();
-    to_pb(p.d, *pe);
-    pe->set_packet_id(p.packet_id);
-    pe->set_phase(static_cast<tern::store::Pending::Phase>(p.phase));
-  }
-  for (auto id : s.state.awaiting_rel) {
-    pb.add_awaiting_rel(id);
-  }
-  pb.set_last_packet_id(s.state.last_packet_id);
-  t.ops().push_back(
-      {op::kind::put, std::string(session_prefix) + s.client_id, pb.SerializeAsString()});
+  t.ops().push_back({op::kind::put, std::string(session_prefix) + s.client_id, encode(s)});
   submit(std::move(t));
 }
 

@@ -421,6 +421,28 @@ def _check(sub, pub):
                           f"{seqs[max(seqs.index(dups[0]) - 5, 0):seqs.index(dups[0]) + 40]}")
 
 
+def _publish_through_kills(b, base, kills):
+    """p1 (QoS 1 on base/a) and p2 (QoS 2 on base/b) publish while broker `b` is killed with
+    SIGKILL `kills` times at random moments and started again; returns them once every
+    message they sent is acknowledged."""
+    pubs = [Publisher(b.port, "p1", base + "/a", 1), Publisher(b.port, "p2", base + "/b", 2)]
+    rng = random.Random(os.getpid())
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.2, 0.8))
+            b.kill()
+            b.start(b.port)
+        time.sleep(0.5)
+    finally:
+        for p in pubs:
+            p.stop.set()
+    deadline = time.monotonic() + 60
+    while not all(p.all_acked() for p in pubs):
+        assert time.monotonic() < deadline, [(p.name, p.sent, p.acked()) for p in pubs]
+        time.sleep(0.1)
+    return pubs
+
+
 def test_kill9_loop_loses_nothing_acknowledged(broker, clients):
     # Offline queues are bounded (max_queued_messages drops the oldest): large enough here
     # that the subscribers away during the whole loop keep everything (both publishers send
@@ -441,21 +463,7 @@ def test_kill9_loop_loses_nothing_acknowledged(broker, clients):
     time.sleep(0.3)  # SUBACKs
     for s in offline:
         s.close()  # away; their sessions queue (and their routes stay)
-    pubs = [Publisher(b.port, "p1", base + "/a", 1), Publisher(b.port, "p2", base + "/b", 2)]
-    rng = random.Random(os.getpid())
-    try:
-        for _ in range(KILL_LOOPS):
-            time.sleep(rng.uniform(0.2, 0.8))
-            b.kill()
-            b.start(b.port)
-        time.sleep(0.5)
-    finally:
-        for p in pubs:
-            p.stop.set()
-    deadline = time.monotonic() + 60
-    while not all(p.all_acked() for p in pubs):
-        assert time.monotonic() < deadline, [(p.name, p.sent, p.acked()) for p in pubs]
-        time.sleep(0.1)
+    pubs = _publish_through_kills(b, base, KILL_LOOPS)
     # The subscribers that were away take their sessions back: every message waited for them.
     back = [Subscriber(b.port, s.name, base + "/#", s.qos, s.client_id, s.received())
             for s in offline]
@@ -496,21 +504,7 @@ def test_kill9_loop_bridge_queue_loses_nothing_acknowledged(broker, clients):
               "topics": [{"filter": base + "/#", "direction": "out", "qos": 2,
                           "remote_prefix": "site1/"}]}
     b = durable_broker(broker, log={"level": "info"}, **{"bridges.up": bridge})
-    pubs = [Publisher(b.port, "p1", base + "/a", 1), Publisher(b.port, "p2", base + "/b", 2)]
-    rng = random.Random(os.getpid())
-    try:
-        for _ in range(max(5, KILL_LOOPS // 4)):
-            time.sleep(rng.uniform(0.2, 0.8))
-            b.kill()
-            b.start(b.port)
-        time.sleep(0.5)
-    finally:
-        for p in pubs:
-            p.stop.set()
-    deadline = time.monotonic() + 60
-    while not all(p.all_acked() for p in pubs):
-        assert time.monotonic() < deadline, [(p.name, p.sent, p.acked()) for p in pubs]
-        time.sleep(0.1)
+    pubs = _publish_through_kills(b, base, max(5, KILL_LOOPS // 4))
     total = sum(p.sent for p in pubs)
     deadline = time.monotonic() + 60
     while len(set(sink.received())) < total and time.monotonic() < deadline:
