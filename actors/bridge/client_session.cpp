@@ -105,9 +105,11 @@ step client_session::on_packet(const mqtt::packet& p, clock::time_point now) {
         } else if constexpr (std::is_same_v<T, mqtt::puback>) {
           on_ack(x.packet_id, wait::puback, s);
         } else if constexpr (std::is_same_v<T, mqtt::pubrec>) {
-          on_ack(x.packet_id, wait::pubrec, s);
           if (x.reason < 0x80) {
+            on_ack(x.packet_id, wait::pubrec, s);
             s.send.emplace_back(mqtt::pubrel{{x.packet_id, 0, {}}});
+          } else {
+            refused(x.packet_id, s);  // [MQTT-4.3.3] the exchange ends here: no PUBREL
           }
         } else if constexpr (std::is_same_v<T, mqtt::pubcomp>) {
           on_ack(x.packet_id, wait::pubcomp, s);
@@ -235,6 +237,21 @@ void client_session::on_ack(std::uint16_t id, wait expected, step& s) {
   }
   inflight_.erase(it);
   ++counters_.forwarded_out;
+  fill_window(s);
+}
+
+void client_session::refused(std::uint16_t id, step& s) {
+  auto it = std::find_if(inflight_.begin(), inflight_.end(),
+                         [&](const in_flight& f) { return f.packet_id == id; });
+  if (it == inflight_.end() || it->state != wait::pubrec) {
+    return;
+  }
+  s.warnings.push_back("the remote refused the message on " + it->m.topic);
+  if (it->m.seq != 0) {
+    released_.push_back(it->m.seq);
+  }
+  inflight_.erase(it);
+  ++counters_.dropped;
   fill_window(s);
 }
 

@@ -139,6 +139,8 @@ class client_session {
   step on_connack(const proto::mqtt::connack& c, clock::time_point now);
   void on_publish(const proto::mqtt::publish& p, step& s);
   void on_ack(std::uint16_t id, wait expected, step& s);
+  /// A PUBREC with an error code: the remote will not take the message.
+  void refused(std::uint16_t id, step& s);
   void fill_window(step& s);
   void send_publish(outgoing m, bool dup, std::uint16_t id, step& s);
   std::uint16_t next_packet_id();

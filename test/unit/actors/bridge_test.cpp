@@ -719,3 +719,22 @@ TEST_CASE("bridge session: dropped or downgraded stored messages are released",
   CHECK(p[0].q == mqtt::qos::at_most_once);
   CHECK(q0.take_released() == std::vector<std::uint64_t>{4});
 }
+
+TEST_CASE("bridge session: a PUBREC with an error code ends the exchange and frees the window",
+          "[bridge]") {
+  client_session s(opts(1), both_rules());
+  connect(s);
+  auto o = out("t", "refused", mqtt::qos::exactly_once);
+  o.seq = 5;
+  auto p = of_type<mqtt::publish>(s.enqueue(std::move(o), t0));
+  REQUIRE(p.size() == 1);
+  s.enqueue(out("t", "next", mqtt::qos::exactly_once), t0);  // waits: the window is 1
+  auto st = s.on_packet(mqtt::pubrec{{p[0].packet_id, 0x87, {}}}, t0);  // not authorized
+  CHECK(of_type<mqtt::pubrel>(st).empty());
+  auto next = of_type<mqtt::publish>(st);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].payload == "next");
+  CHECK(s.take_released() == std::vector<std::uint64_t>{5});
+  CHECK(s.counters().dropped == 1);
+  CHECK(s.inflight() == 1);
+}
