@@ -10,7 +10,14 @@ turns scenario by scenario, so that a change in machine load hits both alike.
     /usr/bin/python3 bench/run.py                 # the full set (takes a few minutes)
     /usr/bin/python3 bench/run.py --quick         # small sizes: a smoke run of the script
     /usr/bin/python3 bench/run.py --only fanin_q1 --only pairs_q1
+    /usr/bin/python3 bench/run.py --only durable  # the persistent-session scenarios only
     /usr/bin/python3 bench/run.py --note "loaded machine"   # a remark stored with the results
+
+The *_durable scenarios run the traffic of their namesake with persistent sessions
+(tern-bench --persistent) against several variants of each broker: Tern with [store]
+durability "batch", "sync" and "none", and Mosquitto with persistence on (it writes its
+database only at autosave and shutdown, so in a run it holds everything in memory). They get a
+second table with a column per variant.
 
 Results go to bench/results/<date>-<host>.json and .md (host = a short machine description,
 --host-label to choose it); --no-save only prints. Binaries default to build/ of this checkout.
@@ -24,6 +31,7 @@ import os
 import pathlib
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,7 +89,43 @@ TERN_IO_THREADS = os.cpu_count() or 1
 RSS_CAP_KB = 6 * 1024 * 1024
 
 SCENARIOS = ["idle_memory", "connect", "fanin_q0", "fanin_q1", "fanout_q0", "fanout_q1",
-             "pairs_q1"]
+             "pairs_q1", "fanin_q1_durable", "pairs_q1_durable"]
+
+# A broker variant: result key, column title, broker kind and its config overlay (Tern:
+# "section.key=value" overrides, value in TOML syntax; Mosquitto: config lines that replace the
+# base config's lines of the same option). Scenarios run against the plain variant of each
+# broker; the *_durable ones (persistent sessions) against DURABLE_VARIANTS.
+PLAIN_VARIANTS = [
+    ("tern", "Tern", "tern", []),
+    ("mosquitto", "Mosquitto", "mosquitto", []),
+]
+DURABLE_VARIANTS = [
+    ("tern_batch", "Tern batch", "tern", ['store.durability="batch"']),
+    ("tern_sync", "Tern sync", "tern", ['store.durability="sync"']),
+    ("tern_none", "Tern none", "tern", ['store.durability="none"']),
+    # Saves at autosave_interval (default 1800 s) and at shutdown only: within a run nothing
+    # is written.
+    ("mosquitto_persist", "Mosquitto persistence", "mosquitto",
+     ["persistence true", "autosave_interval 1800"]),
+]
+# Columns of the durable table whose ratio is shown: Tern batch to its in-memory reference,
+# and to Mosquitto.
+DURABLE_RATIOS = [("tern_batch", "tern_none"), ("tern_batch", "mosquitto_persist")]
+
+
+def is_durable(name):
+    return name.endswith("_durable")
+
+
+def base_scenario(name):
+    """The scenario whose traffic a *_durable scenario runs."""
+    return name[:-len("_durable")] if is_durable(name) else name
+
+
+def variants_for(name, kinds):
+    """The variants a scenario runs against, in the column order of --brokers."""
+    pool = DURABLE_VARIANTS if is_durable(name) else PLAIN_VARIANTS
+    return [v for k in kinds for v in pool if v[2] == k]
 
 
 def log(msg):
@@ -205,7 +249,7 @@ class Broker:
         self.kind = kind
         self.binary = binary
         self.dir = pathlib.Path(workdir)
-        self.extra = extra  # extra config lines
+        self.extra = extra  # Tern: "section.key=value" overrides; Mosquitto: config lines
         self.proc = None
         self.port = None
         self.log_path = self.dir / "broker.log"
@@ -217,7 +261,8 @@ class Broker:
     def _config(self, port):
         if self.kind == "tern":
             data = self.dir / "data"
-            data.mkdir(exist_ok=True)
+            shutil.rmtree(data, ignore_errors=True)  # an empty store for every start
+            data.mkdir()
             sections = {
                 # One Asio thread per core, as CAF's workers: with the default of one, the
                 # subscriber's writes starve behind 100 publishers' reads in fan-in QoS 0
@@ -255,7 +300,11 @@ class Broker:
             f"max_inflight_messages {LIMITS['max_inflight']}",
             f"max_queued_messages {LIMITS['max_queued_messages']}",
             "max_connections -1",
-        ] + self.extra
+        ]
+        # A variant's lines replace the base lines of the same option. With persistence on,
+        # mosquitto.db goes to the working directory, self.dir.
+        replaced = {line.split()[0] for line in self.extra}
+        lines = [line for line in lines if line.split()[0] not in replaced] + self.extra
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise mosquitto switches to the user "mosquitto"
         path = self.dir / "mosquitto.conf"
@@ -492,21 +541,24 @@ def run_traffic(broker, cfg, args, bench_args):
 
 
 def scenario_runner(name, cfg):
+    if is_durable(name):
+        run = scenario_runner(base_scenario(name), cfg)
+        return lambda b, c, a: run(b, c, a, ["--persistent"])
     if name == "idle_memory":
         return run_idle_memory
     if name == "connect":
         return run_connect
     if name.startswith("fanin_"):
         q = name[-1]
-        return lambda b, c, a: run_traffic(b, c, a, ["fanin", "--pubs", str(c["fanin_pubs"]),
-                                                      "-q", q])
+        return lambda b, c, a, more=(): run_traffic(b, c, a, [
+            "fanin", "--pubs", str(c["fanin_pubs"]), "-q", q, *more])
     if name.startswith("fanout_"):
         q = name[-1]
-        return lambda b, c, a: run_traffic(b, c, a, ["fanout", "--subs", str(c["fanout_subs"]),
-                                                      "-q", q])
+        return lambda b, c, a, more=(): run_traffic(b, c, a, [
+            "fanout", "--subs", str(c["fanout_subs"]), "-q", q, *more])
     if name == "pairs_q1":
-        return lambda b, c, a: run_traffic(b, c, a, ["pairs", "--pairs", str(c["pairs"]),
-                                                      "-q", "1", "-r", str(c["pairs_rate"])])
+        return lambda b, c, a, more=(): run_traffic(b, c, a, [
+            "pairs", "--pairs", str(c["pairs"]), "-q", "1", "-r", str(c["pairs_rate"]), *more])
     raise ValueError(name)
 
 
@@ -515,6 +567,8 @@ def scenario_runner(name, cfg):
 # ---------------------------------------------------------------------------------------------
 
 def describe(name, cfg):
+    if is_durable(name):
+        return describe(base_scenario(name), cfg) + ", persistent sessions"
     return {
         "idle_memory": f"idle connections: {cfg['idle_conns']}",
         "connect": f"connect {cfg['connect_conns']} clients",
@@ -544,6 +598,7 @@ def ratio(a, b):
 
 def rows_for(name, res):
     """(metric, key function) rows of one scenario; a key function maps a result to a value."""
+    name = base_scenario(name)
     g = lambda k: (lambda r: r.get(k))  # noqa: E731
     ldr = lambda r: (f"{r.get('lost', 0)}/{r.get('duplicated', 0)}/"  # noqa: E731
                      f"{r.get('reordered', 0)}")
@@ -570,28 +625,48 @@ def rows_for(name, res):
     return rows
 
 
-def build_table(results, cfg, kinds):
-    """Markdown table: scenario, metric, one column per broker, ratio of the first two."""
-    names = {"tern": "Tern", "mosquitto": "Mosquitto"}
-    head = ["scenario", "metric"] + [names[k] for k in kinds]
-    if len(kinds) == 2:
-        head.append(f"{names[kinds[0]]}/{names[kinds[1]]}")
+def build_table(results, cfg, scenarios, variants, ratios):
+    """Markdown table: scenario, metric, one column per variant (result key, title, ...), then
+    one column per (numerator key, denominator key) of `ratios`."""
+    titles = {v[0]: v[1] for v in variants}
+    keys = [v[0] for v in variants]
+    ratios = [(a, b) for a, b in ratios if a in titles and b in titles]
+    head = (["scenario", "metric"] + [titles[k] for k in keys] +
+            [f"{titles[a]}/{titles[b]}" for a, b in ratios])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in SCENARIOS:
+    for name in scenarios:
         if name not in results:
             continue
         per = results[name]
         for i, (metric, fn) in enumerate(rows_for(name, next(iter(per.values()), {}))):
-            vals = [fn(per[k]) if k in per and "error" not in per[k] else None for k in kinds]
-            cells = [describe(name, cfg) if i == 0 else "", metric] + [fmt_num(v) for v in vals]
-            if len(kinds) == 2:
-                cells.append(ratio(vals[0], vals[1]) if metric != "lost/dup/reordered" else "")
+            vals = {k: fn(per[k]) if k in per and "error" not in per[k] else None for k in keys}
+            cells = ([describe(name, cfg) if i == 0 else "", metric] +
+                     [fmt_num(vals[k]) for k in keys] +
+                     [ratio(vals[a], vals[b]) if metric != "lost/dup/reordered" else ""
+                      for a, b in ratios])
             lines.append("| " + " | ".join(cells) + " |")
-        for k in kinds:
+        for k in keys:
             if k in per and ("error" in per[k] or per[k].get("check")):
                 why = per[k].get("error") or "; ".join(per[k]["check"])
-                lines.append(f"| | {names[k]}: {why} | | |" + (" |" if len(kinds) == 2 else ""))
+                lines.append(f"| | {titles[k]}: {why} |" + " |" * (len(head) - 2))
     return "\n".join(lines)
+
+
+def build_tables(results, cfg, kinds):
+    """The standard scenarios' table (Tern, Mosquitto, Tern/Mosquitto) and, when any ran, the
+    durable scenarios' table (a column per variant)."""
+    plain = [n for n in SCENARIOS if not is_durable(n) and n in results]
+    durable = [n for n in SCENARIOS if is_durable(n) and n in results]
+    tables = []
+    if plain:
+        variants = variants_for(plain[0], kinds)
+        tables.append(build_table(results, cfg, plain, variants,
+                                  [(variants[0][0], variants[1][0])] if len(variants) == 2
+                                  else []))
+    if durable:
+        tables.append(build_table(results, cfg, durable, variants_for(durable[0], kinds),
+                                  DURABLE_RATIOS))
+    return "\n\n".join(tables)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -615,6 +690,21 @@ def host_label():
     return f"{os.cpu_count()}c-{slug}"
 
 
+def filesystem_of(path):
+    """The file system type of the mount that holds `path` (the brokers' stores), e.g. ext4;
+    on tmpfs an fsync costs nothing and durability "sync" measures no disk."""
+    path = os.path.realpath(path)
+    best, fstype = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            point = parts[1].replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and \
+                    len(point) >= len(best):
+                best, fstype = point, parts[2]
+    return fstype
+
+
 def machine():
     mem_kb = 0
     with open("/proc/meminfo") as f:
@@ -627,6 +717,7 @@ def machine():
         "memory_gb": round(mem_kb / 1024 / 1024, 1),
         "kernel": os.uname().release,
         "open_files_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        "temp_filesystem": filesystem_of(tempfile.gettempdir()),
     }
 
 
@@ -639,7 +730,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--only", action="append", default=[], metavar="SCENARIO",
                     help=f"run only this scenario (repeatable; a prefix such as 'fanin' "
-                         f"selects both QoS): {', '.join(SCENARIOS)}")
+                         f"selects all fan-in scenarios, 'durable' the *_durable ones): "
+                         f"{', '.join(SCENARIOS)}")
     ap.add_argument("--brokers", default="tern,mosquitto",
                     help="comma-separated, in column order (default tern,mosquitto)")
     ap.add_argument("--tern-bin", type=pathlib.Path,
@@ -649,7 +741,8 @@ def main():
                     default=REPO / "build" / "apps" / "tern-bench")
     ap.add_argument("--tern-config", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override in Tern's config, value in TOML syntax, e.g. "
-                         "node.io_threads=2 (repeatable)")
+                         "node.io_threads=2 (repeatable; applied after a variant's own, "
+                         "such as store.durability)")
     ap.add_argument("--duration", type=float, help="seconds of publishing per traffic scenario")
     ap.add_argument("--pairs-rate", type=int, help="total msg/s of the pairs scenario")
     ap.add_argument("--rss-cap-mb", type=int, default=RSS_CAP_KB // 1024,
@@ -670,7 +763,11 @@ def main():
         cfg["pairs_rate"] = args.pairs_rate
     names = SCENARIOS
     if args.only:
-        names = [s for s in SCENARIOS if any(s == o or s.startswith(o) for o in args.only)]
+        def selects(o, s):
+            if o in SCENARIOS:
+                return s == o
+            return s.startswith(o) or s.endswith("_" + o)
+        names = [s for s in SCENARIOS if any(selects(o, s) for o in args.only)]
         if not names:
             ap.error(f"--only: no scenario matches {args.only}; choose from {SCENARIOS}")
     kinds = [k.strip() for k in args.brokers.split(",") if k.strip()]
@@ -689,16 +786,17 @@ def main():
     with tempfile.TemporaryDirectory(prefix="tern-bench-run-") as tmp:
         for name in names:
             results[name] = {}
-            for i, kind in enumerate(kinds):
+            variants = variants_for(name, kinds)
+            for i in range(len(variants)):
                 # Alternate who goes first, so that neither broker always runs on a warmer or
                 # busier machine.
-                kind = kinds[(i + names.index(name)) % len(kinds)]
-                workdir = pathlib.Path(tmp) / f"{name}-{kind}"
+                key, _, kind, overlay = variants[(i + names.index(name)) % len(variants)]
+                workdir = pathlib.Path(tmp) / f"{name}-{key}"
                 workdir.mkdir()
-                extra = args.tern_config if kind == "tern" else []
+                extra = overlay + (args.tern_config if kind == "tern" else [])
                 broker = Broker(kind, binaries[kind], workdir, extra)
                 load = open("/proc/loadavg").read().split()[0]
-                log(f"== {name} on {kind} (load average {load})")
+                log(f"== {name} on {key} (load average {load})")
                 try:
                     broker.start()
                     res = scenario_runner(name, cfg)(broker, cfg, args)
@@ -709,11 +807,11 @@ def main():
                 finally:
                     broker.stop()
                 res["load_average_before"] = float(load)
-                results[name][kind] = res
+                results[name][key] = res
                 log("   " + json.dumps({k: v for k, v in res.items() if k != "broker"}))
                 time.sleep(1.0)  # let sockets in TIME_WAIT and the CPU calm down
 
-    table = build_table(results, cfg, kinds)
+    table = build_tables(results, cfg, kinds)
     print(table)
     doc = {
         "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -722,7 +820,10 @@ def main():
         "machine": machine(),
         "versions": {k: broker_version(k, binaries[k]) for k in kinds},
         "settings": {"sizes": cfg, "limits": LIMITS, "tern_io_threads": TERN_IO_THREADS,
-                     "tern_config_extra": args.tern_config},
+                     "tern_config_extra": args.tern_config,
+                     "variants": {v[0]: {"broker": v[2], "config": v[3]}
+                                  for v in PLAIN_VARIANTS + DURABLE_VARIANTS
+                                  if v[2] in kinds}},
         "results": results,
     }
     if args.no_save:
@@ -734,15 +835,19 @@ def main():
     (args.results_dir / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
     m = doc["machine"]
     md = [f"# Tern vs Mosquitto, {doc['date']} ({size} set)", "",
-          f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}. "
+          f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, "
+          f"brokers' data on {m['temp_filesystem']}. "
           f"Versions: " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()) + ".",
           ""]
     if args.note:
         md += [f"Note: {args.note}", ""]
     md += [table, "",
-           "Ratio = first column / second column. Delivered msg/s counts messages received by "
-           "the subscribers per second; lost/dup/reordered are checked by tern-bench on every "
-           "QoS 1 delivery. Made with `/usr/bin/python3 bench/run.py"
+           "Ratio = the two columns named in its title. Delivered msg/s counts messages "
+           "received by the subscribers per second; lost/dup/reordered are checked by "
+           "tern-bench on every QoS 1 delivery. Durable scenarios: persistent sessions "
+           "(clean session 0), Tern with [store] durability batch/sync/none, Mosquitto with "
+           "persistence true (saved at autosave and shutdown only). "
+           "Made with `/usr/bin/python3 bench/run.py"
            + (" --quick" if size == "quick" else "") + "`.", ""]
     (args.results_dir / f"{stem}.md").write_text("\n".join(md))
     log(f"saved {args.results_dir / (stem + '.json')} and .md")

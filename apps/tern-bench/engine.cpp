@@ -57,6 +57,8 @@ constexpr std::size_t qos0_batch_bytes = 64 * 1024;
 constexpr std::uint64_t max_batch = 4096;
 constexpr int max_reads_per_wakeup = 4;
 constexpr std::size_t max_errors_kept = 10;
+// Session Expiry Interval (seconds) of --persistent clients under MQTT 5.
+constexpr std::uint32_t persistent_session_expiry_s = 3600;
 constexpr auto poll_interval = std::chrono::milliseconds(10);
 constexpr auto stall_timeout = std::chrono::seconds(10);
 
@@ -404,7 +406,10 @@ void client::on_handshake(const error_code& ec) {
 void client::send_connect() {
   mqtt::connect c;
   c.version = sh_.version;
-  c.clean_start = true;
+  c.clean_start = !sh_.opt.is_persistent;
+  if (sh_.opt.is_persistent && sh_.version == mqtt::protocol_version::v5) {
+    c.props.session_expiry_interval = persistent_session_expiry_s;
+  }
   c.keep_alive = sh_.opt.keepalive;
   c.client_id = client_id();
   if (!sh_.opt.username.empty()) {
@@ -620,6 +625,12 @@ void client::on_connack(const mqtt::connack& c) {
   if (c.reason != 0) {
     fail("CONNACK refused, code " + std::to_string(c.reason));
     return;
+  }
+  if (c.session_present) {
+    // Messages queued for a session of an earlier run would count as duplicates (the
+    // sequence numbers start at 0 again) and skew the latency.
+    w_.note_error(client_id() + ": the broker resumed an earlier session (another "
+                                "--client-prefix, or a fresh broker, avoids that)");
   }
   const auto now = steady::now();
   w_.count().connected.add();

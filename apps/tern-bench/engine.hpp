@@ -51,6 +51,9 @@ struct options {
   std::uint32_t conn_parallel = 256;  // connection attempts in progress at once
   std::chrono::seconds connect_timeout{30};
   std::uint16_t keepalive = 60;  // seconds
+  // Persistent sessions for every client: clean session 0 (3.1.1), or clean start 0 and a
+  // Session Expiry Interval of one hour (5.0).
+  bool is_persistent = false;
   std::string client_prefix = "tb";
   std::uint32_t id_offset = 0;  // first client index of this process
   std::vector<std::string> source_ips;  // local addresses to spread connections over

@@ -6,6 +6,7 @@
 //   tern-bench fanin  --pubs 100 -q 1 -n 2000
 //   tern-bench fanout --subs 1000 -n 200
 //   tern-bench pairs  --pairs 1000 -r 10000 -q 1 -d 30 --json --check
+//   tern-bench fanin  --pubs 100 -q 1 --persistent -d 10
 //   tern-bench conn   --conns 1000 -p 8883 --tls --cafile ca.pem --tls-server-name broker
 //
 // A process holds at most one socket per client and the open-file limit caps that (20,000
@@ -80,6 +81,9 @@ void add_flags(CLI::App& app, options& o, flags& f) {
       ->capture_default_str();
   app.add_option("--client-prefix", o.client_prefix, "client ids are PREFIX-{pub,sub,conn}-INDEX")
       ->capture_default_str();
+  app.add_flag("--persistent", o.is_persistent,
+               "persistent sessions: clean session 0 (3.1.1), clean start 0 and session expiry "
+               "3600 s (5.0); a rerun against the same broker needs another --client-prefix");
   app.add_option("--id-offset", o.id_offset,
                  "first client index of this process, for several processes in one run")
       ->capture_default_str();
