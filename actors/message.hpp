@@ -26,6 +26,12 @@ struct message {
   /// Published on this node by bridge number `from_bridge` (0: not by a bridge); that bridge
   /// never sends it back out (loop prevention).
   std::uint32_t from_bridge = 0;
+  /// Cluster: the node the message was published on (a hash of its name) and its number
+  /// there, the same in every copy; a session moving between nodes drops the second copy
+  /// of a message that reaches it both ways. Stamped by broker::dispatch before the message
+  /// is shared with anyone (hence mutable); 0 outside a cluster.
+  mutable std::uint64_t origin = 0;
+  mutable std::uint64_t origin_seq = 0;
 
   /// When the Message Expiry Interval has passed; max() when the message never expires.
   std::chrono::steady_clock::time_point expires_at() const {

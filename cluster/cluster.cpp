@@ -213,6 +213,8 @@ void fill_forward(pb::Forward& f, const actors::message& m) {
   f.set_qos(static_cast<std::uint32_t>(m.q));
   f.set_retain(m.retain);
   f.set_from(m.from);
+  f.set_origin(m.origin);
+  f.set_origin_seq(m.origin_seq);
   auto& p = m.props;
   if (p.payload_format_indicator) {
     f.set_payload_format_indicator(*p.payload_format_indicator);
@@ -259,6 +261,8 @@ actors::message_ptr from_forward(const pb::Forward& f) {
   m->q = static_cast<proto::mqtt::qos>(f.qos());
   m->retain = f.retain();
   m->from = f.from();
+  m->origin = f.origin();
+  m->origin_seq = f.origin_seq();
   m->received_at = clock::now();
   auto& p = m->props;
   if (f.has_payload_format_indicator()) {
@@ -696,6 +700,26 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         }
       }
       return;
+    case pb::Envelope::kMoved: {
+      // A message for a session that moved here, forwarded by the node it left.
+      auto& mv = env.moved();
+      auto m = from_forward(mv.msg());
+      auto sm = st.ctx->sessions();
+      if (!m || !sm || mv.qos() > 2) {
+        spdlog::warn("cluster: dropped a malformed moved message from {}", *from);
+        return;
+      }
+      actors::session::delivery d{m, static_cast<proto::mqtt::qos>(mv.qos()), mv.retain(),
+                                  {mv.subscription_ids().begin(), mv.subscription_ids().end()}};
+      caf::anon_send(sm, actors::moved_msg_atom::value, mv.client_id(), std::move(d));
+      return;
+    }
+    case pb::Envelope::kMoveDone:
+      if (auto sm = st.ctx->sessions()) {
+        caf::anon_send(sm, actors::move_done_atom::value, env.move_done().client_id(),
+                       env.move_done().move_id());
+      }
+      return;
     case pb::Envelope::kClaim:
       apply_claim(self, env.claim());
       return;
@@ -780,7 +804,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       }
       spdlog::info("cluster: client {} taken over by node {}", t.client_id(), *from);
       self->request(sm, std::chrono::seconds(5), actors::handover_atom::value, t.client_id(),
-                    t.discard())
+                    t.discard(), *from)
           .then(
               [self, sender, t](std::string& bytes) {
                 pb::Envelope r;
@@ -1032,6 +1056,36 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         send_env(self, p->second.handle, t);
         self->delayed_send(self, std::chrono::seconds(3), takeover_timeout_atom::value, id);
         return rp;
+      },
+      [self](actors::moved_msg_atom, const std::string& node, const std::string& client_id,
+             actors::session::delivery& d) {
+        // From a session that moved to `node`: what still reached it here goes there, in
+        // order, behind the SessionTransfer (same link, same order).
+        auto& st = self->state;
+        auto p = st.peers.find(node);
+        if (p == st.peers.end() || !d.msg) {
+          return;  // the node is gone: the client reconnects and its session is there
+        }
+        pb::Envelope env;
+        auto* mv = env.mutable_moved();
+        mv->set_client_id(client_id);
+        fill_forward(*mv->mutable_msg(), *d.msg);
+        mv->set_qos(static_cast<std::uint32_t>(d.q));
+        mv->set_retain(d.retain);
+        for (auto id : d.subscription_ids) {
+          mv->add_subscription_ids(id);
+        }
+        send_env(self, p->second.handle, env);
+      },
+      [self](actors::move_done_atom, const std::string& node, const std::string& client_id,
+             std::uint64_t move_id) {
+        auto& st = self->state;
+        if (auto p = st.peers.find(node); p != st.peers.end()) {
+          pb::Envelope env;
+          env.mutable_move_done()->set_client_id(client_id);
+          env.mutable_move_done()->set_move_id(move_id);
+          send_env(self, p->second.handle, env);
+        }
       },
       [self](actors::unclaim_atom, const std::string& client_id) {
         // The client's session ended here: nobody needs to ask us for it any more.
@@ -1326,6 +1380,7 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
   impl_->sys = &sys;
   impl_->actor = a;
   ctx->cluster = a;
+  ctx->origin = std::hash<std::string>{}(s.name) | 1;  // never 0 ("no origin")
   auto routes = impl_->routes;
   caf::actor handle = a;
   ctx->route_changed = [handle](const std::string& filter, bool added) {

@@ -108,6 +108,9 @@ struct context {
   /// Disk store; set before any actor starts, null only in tests without persistence.
   std::unique_ptr<store::store> db;
   std::atomic<std::uint64_t> next_conn_id{1};
+  /// Cluster: this node's message::origin and the last origin_seq it gave.
+  std::uint64_t origin = 0;
+  std::atomic<std::uint64_t> origin_seq{0};
   /// Hook registry and access engine (authentication, ACL); set before any actor starts.
   std::shared_ptr<hooks::registry> hooks;
   std::shared_ptr<access::engine> access;

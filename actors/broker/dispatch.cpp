@@ -218,6 +218,11 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster,
                      const std::shared_ptr<flow::gate>& publisher, durable_publish* durable,
                      std::function<void(bool)> done) {
   bool forward = !from_cluster && !m->is_local && ctx.forward_remote;
+  if (forward && m->origin == 0) {
+    // Nobody has the message yet: the stamp is written before it is shared.
+    m->origin = ctx.origin;
+    m->origin_seq = ctx.origin_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
   thread_local std::vector<router::share_key> served;
   served.clear();
   if (durable != nullptr && (!ctx.db || !ctx.db->is_durable())) {

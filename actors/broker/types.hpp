@@ -45,6 +45,14 @@ using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
 using handover_atom = caf::atom_constant<caf::atom("handover")>;
 using unclaim_atom = caf::atom_constant<caf::atom("unclaim")>;
+// cluster: a session moving to another node. The old node's session forwards what still
+// reaches it (moved_msg_atom: session -> cluster -> other node's session manager -> session)
+// and then says it is done (move_done_atom); the new node's session holds its own
+// deliveries until then (hold_atom), so that nothing is lost, doubled or reordered.
+using moved_msg_atom = caf::atom_constant<caf::atom("movedmsg")>;
+using move_done_atom = caf::atom_constant<caf::atom("movedone")>;
+using hold_atom = caf::atom_constant<caf::atom("movehold")>;
+using move_step_atom = caf::atom_constant<caf::atom("movestep")>;
 using will_atom = caf::atom_constant<caf::atom("will")>;
 // session manager and session: the client changed its Session Expiry Interval on DISCONNECT
 using set_expiry_atom = caf::atom_constant<caf::atom("setexpiry")>;

@@ -3,6 +3,7 @@
 
 #include <deque>
 #include <map>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -70,6 +71,20 @@ struct durable_state {
   bool is_active = false;  // persistent now (kept once allocated, so tokens stay unique)
 };
 
+/// Moving between cluster nodes; allocated only then (see "Moving" below).
+struct move_state {
+  // New node: the session holds its own deliveries back until move `hold_id` is done.
+  bool holding = false;
+  std::uint64_t hold_id = 0;
+  std::vector<delivery> held;  // in arrival order
+  std::set<std::pair<std::uint64_t, std::uint64_t>> forwarded;  // origin, origin_seq
+  // Old node: the session was handed over to `to` in move `id`; `drained` once it has
+  // dropped its routes and waited for what was on its way.
+  std::string to;
+  std::uint64_t id = 0;
+  bool drained = false;
+};
+
 struct session_actor_state {
   explicit session_actor_state() : s(settings{}) {}
   broker::context_ptr ctx;
@@ -88,6 +103,7 @@ struct session_actor_state {
   std::uint64_t will_generation = 0;
   flow::backlog_owner backlog;  // back-pressure counter; closed when this state is destroyed
   std::unique_ptr<durable_state> durable;  // while persistent with a durable store
+  std::unique_ptr<move_state> move;        // while moving between cluster nodes
   static inline const char* name = "session";
 };
 
@@ -389,7 +405,7 @@ void write_out(self_ptr self, out_list& out) {
   schedule_retry(self);
 }
 
-void deliver(self_ptr self, delivery d) {
+void deliver_here(self_ptr self, delivery d) {
   auto& st = self->state;
   if (st.io && st.io->is_closed()) {
     // The socket is gone and the detach is on its way: what arrives meanwhile waits for the
@@ -423,6 +439,154 @@ void deliver(self_ptr self, delivery d) {
     });
   }
   write_out(self, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moving: a client takes its session over on another node (cluster). This node hands the
+// state over and keeps the session's routes for `move_linger`, forwarding to the new node
+// whatever still reaches it (the other nodes learn of the new node's routes meanwhile); then
+// it drops its routes, forwards what was already on its way for `move_drain`, says it is
+// done and ends. The new node's session holds its own deliveries back until then (at most
+// `move_hold`): it delivers the forwarded ones as they come, then the held ones, skipping
+// those it got both ways (same origin and number), so that each publisher's messages arrive
+// once and in order. A session that moves on while still holding keeps holding: it forwards
+// what it is forwarded at once and what it held once its own predecessor is done, and says
+// it is done only after that.
+
+constexpr auto move_linger = std::chrono::milliseconds(2000);
+constexpr auto move_drain = std::chrono::milliseconds(1000);
+constexpr auto move_hold = std::chrono::milliseconds(10000);
+std::uint64_t next_move_id = 0;  // only this file's actors touch it, one at a time each
+
+void unroute_all(self_ptr self);
+
+/// Drops the record a publisher wrote for a delivery this session no longer keeps on disk.
+void drop_stray_record(self_ptr self, delivery& d) {
+  if (d.seq != 0 && durable_of(self) == nullptr) {
+    store::txn t;
+    t.del_pending(self->state.client_id, d.seq);
+    self->state.ctx->db->submit(std::move(t));
+    d.seq = 0;
+  }
+}
+
+/// A delivery that is due: to the client here, or on to the node the session went to.
+void pass_on(self_ptr self, delivery d) {
+  auto& st = self->state;
+  if (st.move && !st.move->to.empty()) {
+    drop_stray_record(self, d);
+    self->send(st.ctx->cluster, moved_msg_atom::value, st.move->to, st.client_id,
+               std::move(d));
+    return;
+  }
+  deliver_here(self, std::move(d));
+}
+
+/// Old node, once its timers ran out and it holds nothing back: tells the new node it is
+/// done, and ends.
+void finish_move(self_ptr self) {
+  auto& st = self->state;
+  self->send(st.ctx->cluster, move_done_atom::value, st.move->to, st.client_id, st.move->id);
+  self->quit();
+}
+
+/// What the session held back, after what its predecessor forwarded (which is done now, or
+/// did not finish in time).
+void end_hold(self_ptr self) {
+  auto& st = self->state;
+  if (!st.move || !st.move->holding) {
+    return;
+  }
+  auto& m = *st.move;
+  m.holding = false;
+  auto held = std::move(m.held);
+  std::size_t twice = 0;
+  for (auto& d : held) {
+    if (d.msg && d.msg->origin != 0 &&
+        m.forwarded.count({d.msg->origin, d.msg->origin_seq}) != 0) {
+      ++twice;  // came from the old node too, and was passed on then
+      if (auto* dur = durable_of(self); dur != nullptr && d.seq != 0) {
+        dur->txn.del_pending(st.client_id, d.seq);
+      }
+      continue;
+    }
+    pass_on(self, std::move(d));
+  }
+  commit(self);
+  spdlog::debug("session of {}: moved; {} held back, {} forwarded, {} came both ways",
+                st.client_id, held.size(), m.forwarded.size(), twice);
+  m.forwarded.clear();
+  if (m.to.empty()) {
+    st.move.reset();
+  } else if (m.drained) {
+    finish_move(self);
+  }
+}
+
+void deliver(self_ptr self, delivery d) {
+  auto& st = self->state;
+  if (st.move && st.move->holding) {
+    st.move->held.push_back(std::move(d));
+    return;
+  }
+  pass_on(self, std::move(d));
+}
+
+/// A message the node the session came from forwarded.
+void on_moved_msg(self_ptr self, delivery& d) {
+  auto& st = self->state;
+  if (st.move && st.move->holding) {
+    if (d.msg && d.msg->origin != 0) {
+      st.move->forwarded.emplace(d.msg->origin, d.msg->origin_seq);
+    }
+    pass_on(self, std::move(d));
+    return;
+  }
+  deliver(self, std::move(d));  // holding no more
+}
+
+/// New node: hold back own deliveries until move `id` is done.
+void on_hold(self_ptr self, std::uint64_t id) {
+  auto& st = self->state;
+  st.move = std::make_unique<move_state>();
+  st.move->holding = true;
+  st.move->hold_id = id;
+  self->delayed_send(self, move_hold, move_step_atom::value, id, std::uint8_t{0});
+}
+
+void on_move_done(self_ptr self, std::uint64_t id) {
+  if (self->state.move && self->state.move->hold_id == id) {
+    end_hold(self);
+  }
+}
+
+/// Step 0: the hold of move `id` timed out; 1 and 2: the old node's steps of move `id`.
+void on_move_step(self_ptr self, std::uint64_t id, std::uint8_t step) {
+  auto& st = self->state;
+  if (!st.move) {
+    return;
+  }
+  auto& m = *st.move;
+  if (step == 0) {
+    if (m.holding && m.hold_id == id) {
+      spdlog::warn("session of {}: the node it moved from did not finish within {} s",
+                   st.client_id, move_hold.count() / 1000);
+      end_hold(self);
+    }
+    return;
+  }
+  if (m.to.empty() || m.id != id) {
+    return;
+  }
+  if (step == 1) {
+    unroute_all(self);
+    self->delayed_send(self, move_drain, move_step_atom::value, id, std::uint8_t{2});
+    return;
+  }
+  m.drained = true;
+  if (!m.holding) {
+    finish_move(self);
+  }
 }
 
 void unroute_all(self_ptr self) {
@@ -762,15 +926,36 @@ void on_retry(self_ptr self) {
 }
 
 /// Taken over by another node: it gets our state, our client and routes go.
-std::string on_handover(self_ptr self) {
+/// Hands the state over to another node. In a cluster (`node` set) the session then
+/// forwards there what still reaches it here (see "Moving"); else it ends at once.
+std::string on_handover(self_ptr self, const std::string& node) {
   auto& st = self->state;
-  auto bytes = store::store::encode(make_saved(self));
+  bool cluster = !node.empty() && st.ctx->cluster;
+  if (!cluster) {
+    end_hold(self);  // what it held is its state now
+  }
+  // Unique in the cluster: this node's origin stamp and a number of its own.
+  auto move_id = (st.ctx->origin & ~std::uint64_t{0xFFFFFFFF}) | (++next_move_id & 0xFFFFFFFF);
+  auto saved = make_saved(self);  // without what it holds back: that follows, forwarded
+  saved.move_id = cluster ? move_id : 0;
+  auto bytes = store::store::encode(saved);
   if (st.conn) {
     self->send(st.conn, kick_atom::value);
   }
-  unroute_all(self);
   set_persistent(self, false);  // the other node keeps it now
-  self->quit();
+  if (!cluster) {
+    unroute_all(self);
+    self->quit();
+    return bytes;
+  }
+  st.will = nullptr;  // the other node has it too
+  ++st.will_generation;
+  if (!st.move) {
+    st.move = std::make_unique<move_state>();
+  }
+  st.move->to = node;
+  st.move->id = move_id;
+  self->delayed_send(self, move_linger, move_step_atom::value, move_id, std::uint8_t{1});
   return bytes;
 }
 
@@ -853,7 +1038,16 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
              }) ||
       handle(xs, reply, [self](unsub_atom, mqtt::unsubscribe& p) { on_unsubscribe(self, p); }) ||
       handle(xs, reply, [self](retry_atom) { on_retry(self); }) ||
-      handle(xs, reply, [self](handover_atom) { return on_handover(self); }) ||
+      handle(xs, reply,
+             [self](handover_atom, const std::string& node) { return on_handover(self, node); }) ||
+      handle(xs, reply, [self](hold_atom, std::uint64_t id) { on_hold(self, id); }) ||
+      handle(xs, reply, [self](moved_msg_atom, delivery& d) { on_moved_msg(self, d); }) ||
+      handle(xs, reply,
+             [self](move_done_atom, std::uint64_t id) { on_move_done(self, id); }) ||
+      handle(xs, reply,
+             [self](move_step_atom, std::uint64_t id, std::uint8_t step) {
+               on_move_step(self, id, step);
+             }) ||
       handle(xs, reply, [self](mgmt::sinfo_atom) { return on_sinfo(self); }) ||
       handle(xs, reply, [](ready_atom) { return true; }) ||
       handle(xs, reply, [self](terminate_atom) { on_terminate(self); }) ||
@@ -892,6 +1086,10 @@ caf::behavior session_impl(caf::stateful_actor<session_actor_state>* self,
     // Node shutdown: a persistent session outlives the process. Written ahead, only its
     // own record changes (away from now on); else it is written whole now.
     auto& st = self->state;
+    if (st.move && !st.move->to.empty()) {
+      self->quit(em.reason);  // handed over: another node has it
+      return;
+    }
     if (durable_of(self) != nullptr) {
       st.conn = caf::actor{};
       st.detached_at = clock::now();

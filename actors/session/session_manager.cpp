@@ -41,6 +41,17 @@ struct manager_state {
   std::unordered_map<std::string, std::pair<caf::response_promise, bool>> lost;
   // Claimed here, then taken over before the open ran: the open is refused.
   std::unordered_set<std::string> superseded;
+  // Messages the node a session moved from forwarded before the session was opened here,
+  // and whether that node said it is done; handed to the session as it opens.
+  struct early_moves {
+    std::vector<delivery> msgs;
+    std::unordered_set<std::uint64_t> done;  // move ids
+  };
+  std::unordered_map<std::string, early_moves> early;
+  // Sessions handed over to another node that still forward there what reaches them here,
+  // oldest first (a message forwarded to this node for a client that has moved on goes on
+  // with the newest).
+  std::unordered_map<std::string, std::vector<caf::actor>> forwarding;
   // Restored sessions whose routes are not in place yet, and who waits for them (the node,
   // before it opens its listeners).
   std::size_t restoring = 0;
@@ -157,6 +168,53 @@ void restore_sessions(self_ptr self) {
   }
 }
 
+/// Another node took `client_id` over: ends its session here, handing over its state unless
+/// the client starts clean. With `node` (a takeover by that node) the session forwards there
+/// what still reaches it here for a moment (see session_actor.cpp, Moving).
+caf::response_promise handover(self_ptr self, const std::string& client_id, bool discard,
+                               const std::string& node) {
+  auto rp = self->make_response_promise();
+  auto& st = self->state;
+  auto it = st.by_client.find(client_id);
+  if (it == st.by_client.end() && st.claiming.count(client_id) != 0) {
+    // Our own connect of this client is claiming it: answered once that claim returns.
+    if (auto l = st.lost.find(client_id); l != st.lost.end()) {
+      l->second.first.deliver(std::string{});  // an older takeover: nothing for it
+    }
+    st.lost[client_id] = {rp, discard};
+    return rp;
+  }
+  if (it == st.by_client.end() && st.claimed.count(client_id) != 0) {
+    // Claimed, and its open is on the way: that open is refused; what another node
+    // handed over to it goes on.
+    std::string bytes;
+    if (auto m = st.moved.find(client_id); m != st.moved.end()) {
+      if (!discard) {
+        bytes = store::store::encode(m->second);
+      }
+      st.moved.erase(m);
+    }
+    st.superseded.insert(client_id);
+    rp.deliver(std::move(bytes));
+    return rp;
+  }
+  if (it == st.by_client.end() || discard) {
+    if (it != st.by_client.end()) {
+      end_session(self, it);
+    }
+    rp.deliver(std::string{});
+    return rp;
+  }
+  auto session = it->second.session;
+  st.ending.insert(session.id());
+  st.by_client.erase(it);
+  if (!node.empty()) {
+    st.forwarding[client_id].push_back(session);
+  }
+  rp.delegate(session, handover_atom::value, node);
+  return rp;
+}
+
 caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
   self->state.ctx = std::move(ctx);
   restore_sessions(self);
@@ -164,6 +222,18 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
     auto& st = self->state;
     st.ctx->stats.sessions.fetch_sub(1, std::memory_order_relaxed);
     if (st.ending.erase(dm.source.id()) != 0) {
+      for (auto f = st.forwarding.begin(); f != st.forwarding.end(); ++f) {
+        auto& v = f->second;
+        auto it = std::find_if(v.begin(), v.end(),
+                               [&](const caf::actor& a) { return a.address() == dm.source; });
+        if (it != v.end()) {
+          v.erase(it);
+          if (v.empty()) {
+            st.forwarding.erase(f);
+          }
+          break;
+        }
+      }
       return;  // ended by us
     }
     auto it = std::find_if(st.by_client.begin(), st.by_client.end(), [&](const auto& kv) {
@@ -199,6 +269,7 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         auto& st = self->state;
         if (st.superseded.erase(req.client_id) != 0) {
           st.claimed.erase(req.client_id);
+          st.early.erase(req.client_id);
           spdlog::info("client {} connected on another node meanwhile; refusing this connect",
                        req.client_id);
           return caf::make_error(caf::sec::runtime_error, "session taken over by another node");
@@ -223,7 +294,22 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
           entry e;
           auto moved = take_moved(st, req.client_id);  // handed over by another node
           present = moved.has_value();
+          auto move_id = moved ? moved->move_id : 0;
           e.session = spawn_session(self, st.ctx, req.client_id, std::move(moved));
+          if (present && move_id != 0) {
+            // The node it came from forwards what still reaches it there: the session holds
+            // its own deliveries back until that node is done.
+            self->send(e.session, hold_atom::value, move_id);
+            if (auto x = st.early.find(req.client_id); x != st.early.end()) {
+              for (auto& d : x->second.msgs) {
+                self->send(e.session, moved_msg_atom::value, std::move(d));
+              }
+              if (x->second.done.count(move_id) != 0) {
+                self->send(e.session, move_done_atom::value, move_id);
+              }
+              st.early.erase(x);
+            }
+          }
           st.ctx->stats.sessions.fetch_add(1, std::memory_order_relaxed);
           hooks::fire(st.ctx->hooks.get(), hooks::point::session_created,
                       [&](hooks::args& a) { a.client_id = req.client_id; });
@@ -274,45 +360,44 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
         end_session(self, it);
       },
       [=](handover_atom, const std::string& client_id, bool discard) {
-        // Another node took this client over: end its session here, handing over its state
-        // unless the client starts clean.
-        auto rp = self->make_response_promise();
+        return handover(self, client_id, discard, std::string{});
+      },
+      [=](handover_atom, const std::string& client_id, bool discard, const std::string& node) {
+        return handover(self, client_id, discard, node);
+      },
+      [=](moved_msg_atom, const std::string& client_id, delivery& d) {
         auto& st = self->state;
-        auto it = st.by_client.find(client_id);
-        if (it == st.by_client.end() && st.claiming.count(client_id) != 0) {
-          // Our own connect of this client is claiming it: answered once that claim returns.
-          if (auto l = st.lost.find(client_id); l != st.lost.end()) {
-            l->second.first.deliver(std::string{});  // an older takeover: nothing for it
-          }
-          st.lost[client_id] = {rp, discard};
-          return rp;
+        if (auto it = st.by_client.find(client_id); it != st.by_client.end()) {
+          self->send(it->second.session, moved_msg_atom::value, std::move(d));
+          return;
         }
-        if (it == st.by_client.end() && st.claimed.count(client_id) != 0) {
-          // Claimed, and its open is on the way: that open is refused; what another node
-          // handed over to it goes on.
-          std::string bytes;
-          if (auto m = st.moved.find(client_id); m != st.moved.end()) {
-            if (!discard) {
-              bytes = store::store::encode(m->second);
-            }
-            st.moved.erase(m);
-          }
-          st.superseded.insert(client_id);
-          rp.deliver(std::move(bytes));
-          return rp;
+        bool coming = st.moved.count(client_id) != 0 || st.claimed.count(client_id) != 0 ||
+                      st.claiming.count(client_id) != 0;
+        if (auto f = st.forwarding.find(client_id); f != st.forwarding.end() && !coming) {
+          self->send(f->second.back(), moved_msg_atom::value, std::move(d));  // moved on again
+          return;
         }
-        if (it == st.by_client.end() || discard) {
-          if (it != st.by_client.end()) {
-            end_session(self, it);
-          }
-          rp.deliver(std::string{});
-          return rp;
+        auto& x = st.early[client_id];  // its open is on the way
+        if (x.msgs.size() < st.ctx->cfg.session.max_queued_messages) {
+          x.msgs.push_back(std::move(d));
         }
-        auto session = it->second.session;
-        st.ending.insert(session.id());
-        st.by_client.erase(it);
-        rp.delegate(session, handover_atom::value);
-        return rp;
+      },
+      [=](move_done_atom, const std::string& client_id, std::uint64_t move_id) {
+        // For whichever session here waits for that move: the one of this node, one that
+        // has moved on and still holds back, or one whose open is on its way.
+        auto& st = self->state;
+        if (auto it = st.by_client.find(client_id); it != st.by_client.end()) {
+          self->send(it->second.session, move_done_atom::value, move_id);
+        }
+        if (auto f = st.forwarding.find(client_id); f != st.forwarding.end()) {
+          for (auto& a : f->second) {
+            self->send(a, move_done_atom::value, move_id);
+          }
+        }
+        if (st.moved.count(client_id) != 0 || st.claimed.count(client_id) != 0 ||
+            st.claiming.count(client_id) != 0 || st.early.count(client_id) != 0) {
+          st.early[client_id].done.insert(move_id);  // its open is on the way
+        }
       },
       [=](count_atom) { return self->state.by_client.size(); },
       [=](ready_atom) -> caf::result<bool> {

@@ -720,6 +720,7 @@ std::string store::encode(const saved_session& s) {
     pb.add_awaiting_rel(id);
   }
   pb.set_last_packet_id(s.state.last_packet_id);
+  pb.set_move_id(s.move_id);
   return pb.SerializeAsString();
 }
 
@@ -728,6 +729,7 @@ bool store::decode(const std::string& bytes, saved_session& out) {
   if (!pb.ParseFromString(bytes)) {
     return false;
   }
+  out.move_id = pb.move_id();
   return meta_from_pb(pb, out);
 }
 

@@ -74,6 +74,8 @@ struct saved_session {
   /// The client's will while it is connected, or a delayed will pending after it left.
   message_ptr will;
   std::chrono::milliseconds will_delay{0};
+  /// Handed over to another node: the move (see session_actor.cpp, Moving); 0 on disk.
+  std::uint64_t move_id = 0;
 };
 
 /// A set of changes that commit together. Keys: see store.cpp.

@@ -1,6 +1,7 @@
 # Cluster-wide client registry and session takeover: a client that reconnects to another node
 # gets its session back (subscriptions, queued QoS 1 messages), the routes follow it, and the
 # old connection is closed. Exactly one session per client id in the cluster.
+import os
 import threading
 import time
 
@@ -8,6 +9,7 @@ import pytest
 
 import helpers
 from cluster_nodes import wait_route
+from streams import Publisher, Subscriber, check_stream
 
 pytestmark = pytest.mark.skipif(helpers.is_mosquitto(), reason="Tern cluster only")
 
@@ -119,3 +121,65 @@ def test_simultaneous_connects_on_two_nodes_leave_one_connection(cluster, client
         time.sleep(0.3)
         assert a.disconnected.is_set() != b.disconnected.is_set(), \
             f"{cid}: both connections were closed"
+
+
+def _settled(subs, deadline=10.0):
+    end = time.monotonic() + deadline
+    while not all(s.c.is_connected() for s in subs):
+        assert time.monotonic() < end, "a client did not connect"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("online", [True, False], ids=["connected", "offline"])
+def test_session_moves_under_load_lose_nothing(cluster, clients, online):
+    """A persistent QoS 1 subscriber moves between two nodes again and again (connected: the
+    new connection takes over the old one; offline: it reconnects elsewhere after a pause)
+    while a publisher on each node sends without pause. Every message reaches it, in order
+    per publisher: what reached the old node during a move is handed to the new one."""
+    # Queues large enough that the pauses of the offline moves drop nothing.
+    extra = "\n[session]\nmax_queued_messages = 200000\n"
+    n1 = cluster.node(cluster_toml=extra).start()
+    n2 = cluster.node(cluster_toml=extra).start(join=[n1.cluster_addr])
+    cluster.wait_mesh([n1, n2])
+    nodes = [n1, n2]
+    base = helpers.unique("mv")
+    sub = Subscriber(n1.port, "x", base + "/#", 1)
+    _settled([sub])
+    time.sleep(0.3)  # SUBACK
+    probe = clients.paho(n2.port)
+    probe_sub = clients.paho(n1.port)
+    probe_sub.subscribe(base + "/#", qos=0)
+    wait_route(probe, probe_sub, base + "/probe")  # n2 knows the route to n1
+    pubs = [Publisher(n1.port, "p1", base + "/a", 1), Publisher(n2.port, "p2", base + "/b", 1)]
+    moves = int(os.environ.get("TERN_MOVES", "8"))
+    try:
+        for i in range(moves):
+            time.sleep(0.4)
+            to = nodes[(i + 1) % 2]
+            sub.c.loop_stop()  # this connection reads nothing more: the broker keeps the rest
+            if not online:
+                sub.c.disconnect()
+                time.sleep(0.3)
+            # The node the client goes to has learnt where its session is.
+            sub = Subscriber(to.port, "x", base + "/#", 1, sub.client_id, sub.received())
+            _settled([sub])
+        time.sleep(0.5)
+    finally:
+        for p in pubs:
+            p.stop.set()
+    deadline = time.monotonic() + 30
+    while not all(p.all_acked() for p in pubs):
+        assert time.monotonic() < deadline, [(p.name, p.sent, p.acked()) for p in pubs]
+        time.sleep(0.1)
+    total = sum(p.sent for p in pubs)
+    deadline = time.monotonic() + 30
+    while len(set(sub.received())) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    sub.close()
+    for p in pubs:
+        p.c.loop_stop()
+        p.c.disconnect()
+    for p in pubs:
+        check_stream(sub, p)
+    assert total > 500, f"only {total} messages published"

@@ -142,9 +142,11 @@ TEST_CASE("store: a saved session decodes to the same state", "[store]") {
                               0, 0});
   s.state.awaiting_rel = {5, 6};
   s.state.last_packet_id = 11;
+  s.move_id = 0x1234567890abcdefULL;  // handed over between nodes
 
   store::saved_session d;
   REQUIRE(store::store::decode(store::store::encode(s), d));
+  CHECK(d.move_id == 0x1234567890abcdefULL);
   CHECK(d.client_id == "c1");
   CHECK(d.version == mqtt::protocol_version::v5);
   CHECK(d.expiry_left <= std::chrono::hours(1));
