@@ -377,6 +377,14 @@ caf::behavior manager_impl(self_ptr self, broker::context_ptr ctx) {
           self->send(f->second.back(), moved_msg_atom::value, std::move(d));  // moved on again
           return;
         }
+        if (!coming) {
+          // Nothing here waits for it any more (a forward later than the whole move).
+          spdlog::warn("client {}: a message forwarded by the node its session left came too "
+                       "late; dropped",
+                       client_id);
+          st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
         auto& x = st.early[client_id];  // its open is on the way
         if (x.msgs.size() < st.ctx->cfg.session.max_queued_messages) {
           x.msgs.push_back(std::move(d));
