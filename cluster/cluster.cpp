@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -46,11 +48,26 @@ struct forward_job {
   bool all = false;
 };
 
-/// Forward jobs sent to the cluster actor and not yet handled (the bound on its mailbox).
+/// What is on its way to other nodes, as flow control sees it: forward jobs sent to the
+/// cluster actor and not yet handled (its mailbox), and per peer the forwards not yet sent
+/// because the peer's window is closed. A publisher is paused while either is over its mark.
 struct forward_backlog {
-  std::atomic<std::size_t> queued{0};
+  explicit forward_backlog(std::size_t max_queue)
+      : jobs(std::make_shared<actors::flow::backlog>(static_cast<std::int64_t>(max_queue / 4))),
+        job_marks{static_cast<std::int64_t>(max_queue / 2),
+                  static_cast<std::int64_t>(max_queue / 4)} {}
+  actors::flow::backlog_ptr jobs;
+  actors::flow::watermarks job_marks;
   std::atomic<std::uint64_t> dropped{0};
+  std::mutex mtx;
+  std::map<std::string, actors::flow::backlog_ptr> peers;  ///< guarded by mtx
 };
+
+/// Forwards a node may have sent a peer and not yet had acknowledged; beyond it they wait in
+/// the sender (counted in the peer's backlog, whose marks are one window).
+constexpr std::uint64_t forward_window = 4096;
+constexpr actors::flow::watermarks peer_marks{static_cast<std::int64_t>(forward_window),
+                                              static_cast<std::int64_t>(forward_window / 2)};
 
 }  // namespace tern::cluster
 
@@ -73,6 +90,7 @@ using adv_atom = caf::atom_constant<caf::atom("cadv")>;
 using flush_atom = caf::atom_constant<caf::atom("cflush")>;
 using takeover_timeout_atom = caf::atom_constant<caf::atom("ctkotmo")>;
 using clients_timeout_atom = caf::atom_constant<caf::atom("ccltmo")>;
+
 
 /// How long a cluster-wide client listing (or lookup) waits for the other members.
 constexpr auto clients_query_timeout = std::chrono::seconds(2);
@@ -107,11 +125,65 @@ struct settings {
   bool tls = false;
 };
 
+/// A peer's forwards not yet sent, registered for the publishers while the peer is a member.
+struct peer_out {
+  peer_out(std::shared_ptr<forward_backlog> fb, std::string n)
+      : flows(std::move(fb)),
+        name(std::move(n)),
+        b(std::make_shared<actors::flow::backlog>(peer_marks.low)) {
+    std::lock_guard lock{flows->mtx};
+    flows->peers[name] = b;
+  }
+  peer_out(const peer_out&) = delete;
+  peer_out& operator=(const peer_out&) = delete;
+  ~peer_out() {
+    b->close();  // its publishers go on: what waited for it is gone with it
+    std::lock_guard lock{flows->mtx};
+    if (auto it = flows->peers.find(name); it != flows->peers.end() && it->second == b) {
+      flows->peers.erase(it);
+    }
+  }
+  std::shared_ptr<forward_backlog> flows;
+  std::string name;
+  actors::flow::backlog_ptr b;
+};
+
+using link_go_atom = caf::atom_constant<caf::atom("clinkgo")>;
+
+/// The receiving side of a peer's forwarding, as a publisher flow control can pause: paused,
+/// the cluster actor holds back its acknowledgements; let go, it sends what it owes.
+class link_gate final : public actors::flow::gate {
+ public:
+  link_gate(caf::actor_addr cluster, std::string node)
+      : cluster_(std::move(cluster)), node_(std::move(node)) {}
+
+ protected:
+  bool stop() override { return !stopped_.exchange(true); }
+  void go() override {
+    stopped_.store(false);
+    if (auto a = caf::actor_cast<caf::actor>(cluster_)) {
+      caf::anon_send(a, link_go_atom::value, node_);
+    }
+  }
+
+ private:
+  caf::actor_addr cluster_;
+  std::string node_;
+  std::atomic<bool> stopped_{false};
+};
+
 struct peer {
   caf::actor handle;
   member m;
   pb::Envelope batch;  ///< forwards not yet sent (flushed when the mailbox has been read)
   std::size_t batch_bytes = 0;
+  // Flow control (when the peer announced flow_credit; otherwise nothing is windowed).
+  bool credit = false;
+  std::uint64_t unacked = 0;              ///< forwards sent to it, not yet acknowledged
+  std::deque<pb::Envelope> waiting;       ///< batches beyond the window, in order
+  std::shared_ptr<peer_out> out;          ///< forwards for it not yet sent
+  std::shared_ptr<link_gate> in;          ///< its forwarding to us
+  std::uint64_t owed = 0;                 ///< its forwards handled, acknowledgement held back
 };
 
 // A batch is sent when it is this large, or when the forwards that arrived together are in.
@@ -126,6 +198,7 @@ struct pending_out {  // Hello sent, waiting for Welcome
 struct pending_in {  // Welcome sent, waiting for Auth
   std::string nonce;
   member m;
+  bool credit = false;  // its Hello announced flow_credit
 };
 
 struct cluster_state {
@@ -183,14 +256,51 @@ void send_env(self_ptr self, const caf::actor& to, const pb::Envelope& env) {
   self->send(to, wire_bytes{env.SerializeAsString()});
 }
 
-/// Sends the peer's pending forwards, if any.
+/// Sends a batch of `n` forwards to the peer, counting it against its window.
+void send_batch(self_ptr self, peer& p, const pb::Envelope& batch, int n) {
+  send_env(self, p.handle, batch);
+  if (p.credit) {
+    p.unacked += static_cast<std::uint64_t>(n);
+  }
+  if (p.out) {
+    p.out->b->release(n);
+  }
+}
+
+/// Sends the peer's pending forwards, if any; behind the batches that wait for its window.
 void flush(self_ptr self, peer& p) {
-  if (p.batch.forwards().messages_size() == 0) {
+  auto n = p.batch.forwards().messages_size();
+  if (n == 0) {
     return;
   }
-  send_env(self, p.handle, p.batch);
+  if (p.credit && (!p.waiting.empty() || p.unacked >= forward_window)) {
+    p.waiting.push_back(std::move(p.batch));
+  } else {
+    send_batch(self, p, p.batch, n);
+  }
   p.batch.Clear();
   p.batch_bytes = 0;
+}
+
+/// The peer acknowledged `count` forwards: sends what waited for its window.
+void on_forward_ack(self_ptr self, peer& p, std::uint64_t count) {
+  p.unacked -= std::min(count, p.unacked);
+  while (!p.waiting.empty() && p.unacked < forward_window) {
+    auto& b = p.waiting.front();
+    send_batch(self, p, b, b.forwards().messages_size());
+    p.waiting.pop_front();
+  }
+}
+
+/// Acknowledges the forwards of `p` handled so far, unless a session they went to is behind.
+void ack_forwards(self_ptr self, peer& p) {
+  if (!p.credit || p.owed == 0 || (p.in && p.in->is_paused())) {
+    return;
+  }
+  pb::Envelope env;
+  env.mutable_forward_ack()->set_count(p.owed);
+  p.owed = 0;
+  send_env(self, p.handle, env);
 }
 
 void broadcast(self_ptr self, const pb::Envelope& env) {
@@ -346,8 +456,9 @@ std::uint64_t now_us() {
                                         .count());
 }
 
-/// A handshake completed with `h`, which proved the cookie and is `m`.
-void admit(self_ptr self, const caf::actor& h, const member& m) {
+/// A handshake completed with `h`, which proved the cookie and is `m` (`credit`: it announced
+/// flow_credit).
+void admit(self_ptr self, const caf::actor& h, const member& m, bool credit) {
   auto& st = self->state;
   auto r = st.view.admit(m);
   if (r == admit_result::stale) {
@@ -376,7 +487,10 @@ void admit(self_ptr self, const caf::actor& h, const member& m) {
     }
     st.peers.erase(it);
   }
-  st.peers[m.name] = peer{h, m, {}, 0};
+  auto& np = st.peers[m.name] = peer{h, m, {}, 0, false, 0, {}, nullptr, nullptr, 0};
+  np.credit = credit;
+  np.out = std::make_shared<peer_out>(st.backlog, m.name);
+  np.in = std::make_shared<link_gate>(self->address(), m.name);
   st.name_by_addr[h.address()] = m.name;
   self->monitor(h);
   // Tell it everything it needs: who else is here, our routes, our retained messages.
@@ -517,8 +631,10 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       pending_in in;
       in.nonce = make_nonce();
       in.m = member{h.node(), h.incarnation(), h.advertise()};
+      in.credit = h.flow_credit();
       pb::Envelope r;
       auto* wl = r.mutable_welcome();
+      wl->set_flow_credit(true);
       wl->set_node(st.cfg.name);
       wl->set_incarnation(st.cfg.incarnation);
       wl->set_advertise(st.cfg.advertise);
@@ -570,7 +686,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       a.mutable_auth()->set_incarnation(st.cfg.incarnation);
       a.mutable_auth()->set_proof(cookie_proof(st.cfg.cookie, "auth", wl.nonce(), st.cfg.name));
       send_env(self, sender, a);
-      admit(self, sender, member{wl.node(), wl.incarnation(), wl.advertise()});
+      admit(self, sender, member{wl.node(), wl.incarnation(), wl.advertise()}, wl.flow_credit());
       if (st.peers.count(wl.node()) != 0) {
         answer_join(self, out.address, 200, "joined node " + wl.node() + " at " + out.address);
       } else {
@@ -604,7 +720,7 @@ void on_wire(self_ptr self, const wire_bytes& w) {
         send_env(self, sender, r);
         return;
       }
-      admit(self, sender, in.m);
+      admit(self, sender, in.m, in.credit);
       return;
     }
     case pb::Envelope::kRefused: {
@@ -672,19 +788,36 @@ void on_wire(self_ptr self, const wire_bytes& w) {
       return;
     }
     case pb::Envelope::kForward:
-      if (auto m = from_forward(env.forward())) {
-        actors::broker::dispatch_forwarded(*st.ctx, m, forwarded_of(env.forward()));
-      } else {
-        spdlog::warn("cluster: dropped a malformed publish from {}", *from);
-      }
-      return;
-    case pb::Envelope::kForwards:
-      for (auto& f : env.forwards().messages()) {
+    case pb::Envelope::kForwards: {
+      auto pit = st.peers.find(*from);
+      const std::shared_ptr<actors::flow::gate> link =
+          pit != st.peers.end() ? pit->second.in : nullptr;
+      auto one = [&](const pb::Forward& f) {
         if (auto m = from_forward(f)) {
-          actors::broker::dispatch_forwarded(*st.ctx, m, forwarded_of(f));
+          actors::broker::dispatch_forwarded(*st.ctx, m, forwarded_of(f), link);
         } else {
           spdlog::warn("cluster: dropped a malformed publish from {}", *from);
         }
+      };
+      std::uint64_t n = 0;
+      if (env.body_case() == pb::Envelope::kForward) {
+        one(env.forward());
+        n = 1;
+      } else {
+        for (auto& f : env.forwards().messages()) {
+          one(f);
+        }
+        n = static_cast<std::uint64_t>(env.forwards().messages_size());
+      }
+      if (pit != st.peers.end()) {
+        pit->second.owed += n;
+        ack_forwards(self, pit->second);
+      }
+      return;
+    }
+    case pb::Envelope::kForwardAck:
+      if (auto pit = st.peers.find(*from); pit != st.peers.end()) {
+        on_forward_ack(self, pit->second, env.forward_ack().count());
       }
       return;
     case pb::Envelope::kRetained:
@@ -891,6 +1024,7 @@ void connect(self_ptr self, const std::string& address) {
             hello->set_incarnation(st.cfg.incarnation);
             hello->set_advertise(st.cfg.advertise);
             hello->set_nonce(out.nonce);
+            hello->set_flow_credit(true);
             auto& outs = st.outgoing[h.address()];
             if (outs.size() >= max_pending_handshakes) {
               outs.erase(outs.begin());
@@ -978,9 +1112,14 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
         (added ? d->add_add() : d->add_del())->assign(filter);
         broadcast(self, env);
       },
+      [self](link_go_atom, const std::string& node) {
+        if (auto it = self->state.peers.find(node); it != self->state.peers.end()) {
+          ack_forwards(self, it->second);
+        }
+      },
       [self](forward_job& job) {
         auto& st = self->state;
-        st.backlog->queued.fetch_sub(1, std::memory_order_relaxed);
+        st.backlog->jobs->release(1);
         auto add = [&](peer& p, const node_part* part) {
           // One forward per node, whatever it is for (subscribers and/or groups).
           auto* f = p.batch.mutable_forwards()->add_messages();
@@ -993,6 +1132,9 @@ caf::behavior cluster_impl(self_ptr self, actors::broker::context_ptr ctx, setti
             }
           }
           p.batch_bytes += job.m->topic.size() + job.m->payload.size() + 16;
+          if (p.out) {
+            p.out->b->add();
+          }
           if (p.batch.forwards().messages_size() >= max_batch_messages ||
               p.batch_bytes >= max_batch_bytes) {
             flush(self, p);
@@ -1320,7 +1462,7 @@ struct node_cluster::impl {
   caf::actor_system* sys = nullptr;
   caf::actor actor;
   std::shared_ptr<route_view> routes = std::make_shared<route_view>();
-  std::shared_ptr<forward_backlog> backlog = std::make_shared<forward_backlog>();
+  std::shared_ptr<forward_backlog> backlog;  ///< made at start (sized by the config)
 };
 
 node_cluster::node_cluster() : impl_(std::make_unique<impl>()) {}
@@ -1367,6 +1509,7 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
                  (!cc.tls_cert.empty() && cc.tls_cafile.empty()))) {
     return "cluster.tls: set tls_cert, tls_key and tls_cafile together (or none of them)";
   }
+  impl_->backlog = std::make_shared<forward_backlog>(cc.max_forward_queue);
   auto a = sys.spawn(cluster_impl, ctx, s, impl_->routes, impl_->backlog);
   auto port = cc.tls ? caf::openssl::publish(a, hp->second, hp->first.c_str(), true)
                      : sys.middleman().publish(a, hp->second, hp->first.c_str(), true);
@@ -1394,7 +1537,8 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
       actors::router::share_strategy_from(ctx->cfg.mqtt5.shared_subscription_strategy));
   ctx->forward_remote = [handle, routes, backlog, max_queue, stats, picker](
                             const actors::message_ptr& m,
-                            const std::vector<actors::router::share_key>& served_here) {
+                            const std::vector<actors::router::share_key>& served_here,
+                            const std::shared_ptr<actors::flow::gate>& publisher) {
     const auto& t = m->topic;
     if (t.rfind("$local/", 0) == 0 || t.rfind("$SYS/", 0) == 0) {
       return;  // node-local by definition
@@ -1415,14 +1559,40 @@ std::optional<std::string> node_cluster::start(caf::actor_system& sys,
     if (plan.empty() && !m->retain) {
       return;
     }
-    if (backlog->queued.fetch_add(1, std::memory_order_relaxed) >= max_queue) {
-      backlog->queued.fetch_sub(1, std::memory_order_relaxed);
+    auto& jobs = backlog->jobs;
+    auto queued = jobs->add();
+    if (queued > static_cast<std::int64_t>(max_queue) && m->q == proto::mqtt::qos::at_most_once) {
+      // QoS 0 may be dropped; QoS 1/2 was (or will be) acknowledged: its publisher is paused
+      // instead, far below this bound.
+      jobs->release(1);
       backlog->dropped.fetch_add(1, std::memory_order_relaxed);
       stats->messages_dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     if (!plan.empty()) {
       stats->forwarded.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (publisher) {
+      // Flow control: a node whose window is closed, or a cluster actor behind, pauses the
+      // publisher as a full session does.
+      thread_local std::vector<actors::flow::backlog_ptr> over;
+      if (jobs->is_over(queued, backlog->job_marks)) {
+        over.push_back(jobs);
+      }
+      {
+        std::lock_guard lock{backlog->mtx};
+        for (auto& [node, part] : plan) {
+          auto it = backlog->peers.find(node);
+          if (it != backlog->peers.end() && it->second->is_over(it->second->size(), peer_marks)) {
+            over.push_back(it->second);
+          }
+        }
+      }
+      if (!over.empty()) {
+        stats->flow_pauses.fetch_add(1, std::memory_order_relaxed);
+        publisher->pause_for(over);
+        over.clear();
+      }
     }
     // Retained messages are replicated to every node (write-through), matching or not.
     caf::anon_send(handle, forward_job{std::move(plan), m, m->retain});

@@ -25,6 +25,7 @@
 #include "actors/mgmt/client_registry.hpp"
 #include "actors/router/retain_store.hpp"
 #include "actors/router/route_table.hpp"
+#include "actors/session/backlog.hpp"
 #include "actors/store/store.hpp"
 
 namespace tern::actors::access {
@@ -54,6 +55,8 @@ struct counters {
   std::atomic<std::uint64_t> publish_in_limited{0};  ///< read pauses for max_publish_rate
   std::atomic<std::uint64_t> connect_timeouts{0};    ///< no CONNECT within connect_timeout
   std::atomic<std::uint64_t> send_buffer_overflows{0};  ///< clients closed for not reading
+  std::atomic<std::uint64_t> stalled_subscribers{0};  ///< closed: took nothing for max_pause
+  std::atomic<std::uint64_t> flow_pauses{0};  ///< publishers paused by flow control
   std::atomic<std::uint64_t> handshake_failures{0};     ///< TLS / WebSocket / PROXY failures
 
   // Traffic, for metrics and $SYS (counted by conn_io).
@@ -120,7 +123,9 @@ struct context {
   /// shared groups a local member got it through (no other node serves those).
   /// route_changed: a subscription key (filter or shared group) gained its first (true) or
   /// lost its last (false) subscriber.
-  std::function<void(const message_ptr&, const std::vector<router::share_key>& served_here)>
+  /// A `publisher` given is paused while a node the message goes to is behind (flow control).
+  std::function<void(const message_ptr&, const std::vector<router::share_key>& served_here,
+                     const std::shared_ptr<flow::gate>& publisher)>
       forward_remote;
   std::function<void(const std::string& filter, bool added)> route_changed;
   /// The routes replicated from the other nodes: filter -> nodes with a subscriber (sorted).

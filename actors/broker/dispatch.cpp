@@ -12,6 +12,11 @@ namespace tern::actors::broker {
 
 namespace {
 
+/// Memory of one delivery besides its message's topic and payload, as the node's budget
+/// counts it: the delivery, its mailbox element, its in-flight entry and its share of the
+/// message object (measured: see docs/benchmark.md, "Flow control").
+constexpr std::size_t delivery_overhead = 256;
+
 struct target {
   session_ref session;  // a copy: the table may change once the lock is released
   session::delivery d;
@@ -62,6 +67,10 @@ void send_all(context& ctx, const message_ptr& m, std::vector<target>& targets,
   thread_local std::vector<flow::backlog_ptr> over;
   const auto marks =
       flow::marks_for(ctx.cfg.flow.high_watermark, ctx.cfg.session.max_queued_messages);
+  // The node's budget: each delivery counts its message and its bookkeeping (a fan-out
+  // counts the shared payload once per subscriber: an upper bound of what it holds).
+  const auto bytes = static_cast<std::uint32_t>(
+      std::min<std::size_t>(m->topic.size() + m->payload.size() + delivery_overhead, UINT32_MAX));
   for (auto& t : targets) {
     if (auto& b = t.session.backlog) {
       auto n = b->add();
@@ -69,9 +78,17 @@ void send_all(context& ctx, const message_ptr& m, std::vector<target>& targets,
         over.push_back(b);
       }
     }
+    t.d.charge = flow::charge(bytes);
     caf::anon_send(t.session.actor, deliver_atom::value, std::move(t.d));
   }
+  if (publisher && !targets.empty()) {
+    const auto& budget = flow::budget();
+    if (budget->is_over(budget->size(), flow::budget_marks())) {
+      over.push_back(budget);
+    }
+  }
   if (!over.empty()) {
+    ctx.stats.flow_pauses.fetch_add(1, std::memory_order_relaxed);
     publisher->pause_for(over);
     over.clear();
   }
@@ -241,15 +258,17 @@ std::size_t dispatch(context& ctx, const message_ptr& m, bool from_cluster,
   }
   if (forward) {
     // Groups served here go to no other node; the others to one node each.
-    ctx.forward_remote(m, served);
+    ctx.forward_remote(m, served, publisher);
     served.clear();
   }
   return n;
 }
 
-std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f) {
-  // Messages from other nodes are never held back: there is no flow control between nodes.
-  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr, nullptr,
+std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f,
+                               const std::shared_ptr<flow::gate>& link) {
+  // A session over its mark pauses the link: the cluster actor then holds back its
+  // acknowledgements to the sending node, whose window of forwards closes.
+  return deliver(ctx, m, f.subscribers, f.every_group ? nullptr : &f.groups, nullptr, link,
                  nullptr, nullptr);
 }
 
@@ -264,7 +283,7 @@ void run_deferred(context& ctx, deferred_sends& d, bool ok,
   send_all(ctx, d.m, d.targets, publisher);
   d.targets.clear();
   if (d.forward) {
-    ctx.forward_remote(d.m, d.served);
+    ctx.forward_remote(d.m, d.served, publisher);
   }
 }
 

@@ -72,8 +72,10 @@ struct forwarded_for {
 };
 
 /// Delivers `m`, which came from another node, as `f` says (never forwarded again). A named
-/// group that does not match the topic or has no member here any more gets nothing.
-std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f);
+/// group that does not match the topic or has no member here any more gets nothing. `link`
+/// (the sending node's forwarding, as a publisher) is paused when a session is over its mark.
+std::size_t dispatch_forwarded(context& ctx, const message_ptr& m, const forwarded_for& f,
+                               const std::shared_ptr<flow::gate>& link = nullptr);
 
 /// Hands `d`, which came through shared subscription `*d.share` to the session `from`, to
 /// another member of that group (chosen by the configured strategy), because `from` left the

@@ -14,6 +14,7 @@
 #include "actors/bridge/bridge.hpp"
 #include "actors/bridge/rules.hpp"
 #include "actors/broker/context.hpp"
+#include "actors/session/backlog.hpp"
 #include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/connection/connection.hpp"
@@ -148,7 +149,9 @@ struct io_worker {
 }  // namespace
 
 struct node::impl : listener::io_pool {
-  explicit impl(config::config c) : ctx(std::make_shared<context>(std::move(c))) {}
+  explicit impl(config::config c) : ctx(std::make_shared<context>(std::move(c))) {
+    flow::set_budget(static_cast<std::int64_t>(ctx->cfg.flow.max_buffered_mb) << 20);
+  }
 
   context_ptr ctx;
   std::unique_ptr<caf::actor_system_config> sys_cfg;

@@ -60,6 +60,8 @@ using set_expiry_atom = caf::atom_constant<caf::atom("setexpiry")>;
 using stored_atom = caf::atom_constant<caf::atom("stored")>;
 // connection -> itself: handle the next packet held behind a publish that waited for the store
 using replay_atom = caf::atom_constant<caf::atom("replay")>;
+// session -> itself: is the client still taking nothing while publishers wait for it?
+using stall_atom = caf::atom_constant<caf::atom("stall")>;
 // node -> session manager -> restored sessions: answered once their routes exist
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
 // router

@@ -231,13 +231,15 @@ const std::map<std::string, setter>& schema() {
        [](config& c, const toml::node& n) { c.cluster.max_forward_queue = as_u32(n, 1); }},
       {"session.max_send_buffer",
        [](config& c, const toml::node& n) { c.session.max_send_buffer = as_u32(n, 4096); }},
-      // [flow]: back-pressure from slow subscribers to publishers.
       {"store.durability",
        [](config& c, const toml::node& n) {
          c.store.durability = one_of(n, {"batch", "sync", "none"});
        }},
       {"store.min_free_mb",
        [](config& c, const toml::node& n) { c.store.min_free_mb = as_u32(n); }},
+      // [flow]: back-pressure from slow subscribers to publishers.
+      {"flow.max_buffered_mb",
+       [](config& c, const toml::node& n) { c.flow.max_buffered_mb = as_u32(n); }},
       {"flow.high_watermark",
        [](config& c, const toml::node& n) { c.flow.high_watermark = as_u32(n); }},
       {"flow.max_pause",

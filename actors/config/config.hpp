@@ -82,9 +82,15 @@ struct flow_config {
   /// down to half of it. At most half of a non-zero session.max_queued_messages is used.
   /// 0 = no back-pressure.
   std::uint32_t high_watermark = 1000;
-  /// Safety valve: a paused publisher is read again after this at the latest (a subscriber
-  /// that never reads then only fills its own queue).
+  /// A connected client that takes nothing (no acknowledgement, nothing written) for this
+  /// long while publishers wait for room in its queue is closed (MQTT 5: DISCONNECT 0x97);
+  /// its session keeps its messages as for any client that went away, and the publishers go on.
   std::chrono::milliseconds max_pause{5000};
+  /// Node-wide budget (MiB) for messages held for sessions: in their mailboxes, in the queues
+  /// of connected clients and in their in-flight windows (each delivery counts its message's
+  /// topic and payload plus its bookkeeping). At the budget publishers are paused until it is
+  /// down to 7/8. Offline queues are bounded by session.max_queued_messages instead. 0 = off.
+  std::uint32_t max_buffered_mb = 512;
 };
 
 /// The disk store ("[store]", see docs/durability.md).
@@ -107,8 +113,8 @@ struct cluster_config {
   std::chrono::milliseconds heartbeat_interval{500};
   std::chrono::milliseconds connection_timeout{2000};  ///< silent peer declared down after this
   std::chrono::milliseconds reconnect_interval{1000};  ///< retry seeds and lost members
-  /// Publishes waiting to be forwarded to other nodes; beyond this new ones are dropped
-  /// (counted in messages_dropped) rather than growing memory without bound.
+  /// Publishes waiting in the cluster actor to be forwarded to other nodes: publishers are
+  /// paused at half of it, and QoS 0 ones beyond it are dropped (counted in messages_dropped).
   std::uint32_t max_forward_queue = 100000;
   /// TLS between nodes (CAF's OpenSSL module). Without certificates the channel is encrypted
   /// but only the cookie authenticates; with cert, key and cafile both sides are verified.

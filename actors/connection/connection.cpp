@@ -48,7 +48,6 @@ struct durable_acks {
   std::deque<entry> acks;
   std::uint64_t first_token = 0;  // token of acks.front()
   std::size_t deferred = 0;       // entries with deferred sends not yet written
-  std::deque<mqtt::packet> held;  // packets received behind them, in order
 };
 
 struct connection_state {
@@ -65,6 +64,9 @@ struct connection_state {
   std::unique_ptr<access::connection_access> access;  // authentication, ACL, client hooks
   std::shared_ptr<flow::gate> gate;  // back-pressure: pauses reading; on the first PUBLISH
   std::unique_ptr<durable_acks> durable;
+  // Packets received but held back, in order: behind a publish whose sends wait for the store
+  // (everything), or while flow control pauses the client (all but acknowledgements).
+  std::unique_ptr<std::deque<mqtt::packet>> held;
   bool is_persistent = false;  // the session outlives the connection, and the store is durable
   static inline const char* name = "connection";
 };
@@ -620,7 +622,7 @@ void on_stored(self_ptr self, std::uint64_t token, bool ok) {
     d->acks.pop_front();
     ++d->first_token;
   }
-  if (d->deferred == 0 && !d->held.empty()) {
+  if (d->deferred == 0 && st.held && !st.held->empty()) {
     replay_held(self);
   }
 }
@@ -635,7 +637,7 @@ std::size_t route(self_ptr self, mqtt::publish&& p, broker::durable_publish* dur
   }
   auto& st = self->state;
   if (!st.gate && st.ctx->cfg.flow.high_watermark != 0) {
-    st.gate = std::make_shared<read_gate>(st.io, st.ctx->cfg.flow.max_pause);
+    st.gate = std::make_shared<read_gate>(st.io, self->address());
   }
   return broker::dispatch(*st.ctx, make_message(self, std::move(p), is_local), false, st.gate,
                           durable, std::move(done));
@@ -977,19 +979,63 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
   return caf::print_and_drop(ptr, x);
 }
 
-/// Handles the first packet held behind a deferred publish; one per message, so that a
+/// Whether a packet may overtake held ones: it answers the broker or asks nothing of anybody
+/// else (as conn_io lets it through a flow pause).
+bool may_overtake(const mqtt::packet& p) {
+  switch (mqtt::type_of(p)) {
+    case mqtt::packet_type::puback:
+    case mqtt::packet_type::pubrec:
+    case mqtt::packet_type::pubrel:
+    case mqtt::packet_type::pubcomp:
+    case mqtt::packet_type::pingreq:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// Whether `p` must wait in `held`: behind a publish whose sends wait for the store, behind
+/// packets already held, or while flow control pauses this publisher. A paused publisher's
+/// PUBLISH is not handled (nor acknowledged) until every session it was paused for has room:
+/// that is the credit that bounds a connected subscriber's queue, however many publish to it.
+bool must_hold(self_ptr self, const mqtt::packet& p) {
+  auto& st = self->state;
+  if (st.durable && st.durable->deferred != 0) {
+    return true;
+  }
+  if (may_overtake(p)) {
+    return false;
+  }
+  return (st.held && !st.held->empty()) || (st.gate && st.gate->is_paused());
+}
+
+void hold(self_ptr self, mqtt::packet&& p) {
+  auto& st = self->state;
+  if (!st.held) {
+    st.held = std::make_unique<std::deque<mqtt::packet>>();
+  }
+  // Not consumed: conn_io stops reading the socket once enough are held.
+  st.held->push_back(std::move(p));
+}
+
+/// Handles the first held packet, once nothing holds it any more; one per message, so that a
 /// packet whose handling awaits an answer (QoS 2) holds the next one back as it would have.
 void replay_held(self_ptr self) {
   auto& st = self->state;
-  auto* d = st.durable.get();
-  if (d == nullptr || d->deferred != 0 || d->held.empty()) {
+  if (!st.held || st.held->empty() || (st.durable && st.durable->deferred != 0)) {
     return;
   }
-  auto p = std::move(d->held.front());
-  d->held.pop_front();
+  if (st.gate && st.gate->is_paused() && !may_overtake(st.held->front())) {
+    return;  // the gate's go() sends replay_atom again
+  }
+  auto p = std::move(st.held->front());
+  st.held->pop_front();
+  if (st.held->empty()) {
+    st.held.reset();
+  }
   st.io->consumed(1);
   on_packet(self, p);
-  if (st.durable && st.durable->deferred == 0 && !st.durable->held.empty()) {
+  if (st.held && !st.held->empty()) {
     self->send(self, replay_atom::value);
   }
 }
@@ -1022,10 +1068,8 @@ caf::behavior connection_impl(self_ptr self, broker::context_ptr ctx, conn_io_pt
   self->set_default_handler(on_control);
   return {
       [=](packet_atom, mqtt::packet& p) {
-        if (auto& d = self->state.durable; d && (d->deferred != 0 || !d->held.empty())) {
-          // Behind a publish whose sends wait for the store; not yet consumed, so the socket
-          // stops being read once enough are held.
-          d->held.push_back(std::move(p));
+        if (must_hold(self, p)) {
+          hold(self, std::move(p));
           return;
         }
         self->state.io->consumed(1);

@@ -1,10 +1,15 @@
 // A publishing connection as seen by back-pressure (flow::backlog): pausing it stops reading
-// its socket, waking it reads again. Created on a connection's first PUBLISH.
+// its socket and makes its actor hold every PUBLISH it has not handled yet; letting it go
+// reads again and replays what was held. Created on a connection's first PUBLISH.
 #pragma once
 
 #include <chrono>
 #include <memory>
 
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+
+#include "actors/broker/types.hpp"
 #include "actors/connection/conn_io.hpp"
 #include "actors/session/backlog.hpp"
 
@@ -12,23 +17,28 @@ namespace tern::actors::connection {
 
 class read_gate final : public flow::gate {
  public:
-  read_gate(std::weak_ptr<conn_io> io, std::chrono::milliseconds max_pause)
-      : io_(std::move(io)), max_pause_(max_pause) {}
+  read_gate(std::weak_ptr<conn_io> io, caf::actor_addr owner)
+      : io_(std::move(io)), owner_(std::move(owner)) {}
 
  protected:
   bool stop() override {
     auto io = io_.lock();
-    return io && io->pause_reading(max_pause_);
+    // Until let go: a session that keeps its publishers waiting while it takes nothing is
+    // closed after flow.max_pause (session_actor's stall check), which lets them go.
+    return io && io->pause_reading(std::chrono::hours(24));
   }
   void go() override {
     if (auto io = io_.lock()) {
       io->resume_reading();
     }
+    if (auto a = caf::actor_cast<caf::actor>(owner_)) {
+      caf::anon_send(a, replay_atom::value);  // the PUBLISHes held while paused
+    }
   }
 
  private:
   std::weak_ptr<conn_io> io_;
-  std::chrono::milliseconds max_pause_;
+  caf::actor_addr owner_;
 };
 
 }  // namespace tern::actors::connection

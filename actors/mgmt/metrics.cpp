@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "actors/session/backlog.hpp"
+
 #ifndef TERN_VERSION
 #define TERN_VERSION "0.0.0"
 #endif
@@ -335,7 +337,18 @@ std::vector<metric_family> collect_families(const broker::context& ctx, stats_tr
         {"limit=\"max_publish_rate\"", d(get(s.publish_in_limited))},
         {"limit=\"connect_timeout\"", d(get(s.connect_timeouts))},
         {"limit=\"max_send_buffer\"", d(get(s.send_buffer_overflows))},
+        {"limit=\"flow_max_pause\"", d(get(s.stalled_subscribers))},
         {"limit=\"handshake\"", d(get(s.handshake_failures))}}},
+      {"tern_flow_pauses_total", "counter",
+       "Times a publisher was paused because a session it publishes to (or the node's buffer "
+       "budget) was full.",
+       one(d(get(s.flow_pauses)))},
+      {"tern_flow_buffered_bytes", "gauge",
+       "Bytes of deliveries held for connected sessions, as the buffer budget counts them.",
+       one(static_cast<double>(std::max<std::int64_t>(0, flow::budget()->size())))},
+      {"tern_flow_buffer_limit_bytes", "gauge",
+       "The buffer budget (flow.max_buffered_mb); publishers pause at it. 0: no budget.",
+       one(static_cast<double>(flow::budget_marks().high))},
       {"tern_cluster_members", "gauge", "Running nodes in this node's cluster (itself included).",
        one(d(get(s.cluster_members)))},
       {"tern_cluster_forwarded_messages_total", "counter", "Messages forwarded to other nodes.",

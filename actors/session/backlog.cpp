@@ -12,11 +12,42 @@ watermarks marks_for(std::uint32_t high_watermark, std::uint32_t max_queued) {
   }
   std::int64_t high = high_watermark;
   if (max_queued != 0) {
-    high = std::min<std::int64_t>(high, std::max<std::int64_t>(1, max_queued / 2));
+    high = std::min<std::int64_t>(high, max_queued);
   }
   m.high = high;
   m.low = high / 2;
   return m;
+}
+
+namespace {
+
+std::atomic<std::int64_t> budget_high{0};
+
+}  // namespace
+
+const backlog_ptr& budget() {
+  // Never destroyed: deliveries may be released while the process exits.
+  static const auto* b = new backlog_ptr(std::make_shared<backlog>(0));
+  return *b;
+}
+
+watermarks budget_marks() {
+  watermarks m;
+  m.high = budget_high.load(std::memory_order_relaxed);
+  m.low = m.high - m.high / 8;
+  return m;
+}
+
+void set_budget(std::int64_t max_bytes) {
+  budget_high.store(std::max<std::int64_t>(0, max_bytes));
+  budget()->set_low(budget_marks().low);
+}
+
+charge::charge(std::uint32_t bytes) {
+  if (budget_high.load(std::memory_order_relaxed) != 0) {
+    n_ = bytes;
+    budget()->add(bytes);
+  }
 }
 
 void backlog::wait(const std::shared_ptr<waiter>& w) {
@@ -50,13 +81,16 @@ void backlog::update(std::uint32_t delivered, std::size_t queued) {
   auto delta = q - reported_queued_ - static_cast<std::int64_t>(delivered);
   reported_queued_ = q;
   if (delta != 0) {
+    if (delta < 0) {
+      ++drains_;
+    }
     change(delta);
   }
 }
 
 void backlog::change(std::int64_t delta) {
   auto n = n_.fetch_add(delta) + delta;
-  if (delta < 0 && n <= low_ && has_waiters_.load()) {
+  if (delta < 0 && n <= low_.load(std::memory_order_relaxed) && has_waiters_.load()) {
     wake_all();
   }
 }
@@ -84,6 +118,7 @@ void gate::pause_for(const std::vector<backlog_ptr>& over) {
   bool fresh = stop();
   {
     std::lock_guard lock{mtx_};
+    paused_.store(true, std::memory_order_release);
     if (fresh) {
       waiting_.clear();  // left over from a pause that ended by flow.max_pause
     }
@@ -112,13 +147,14 @@ void gate::check() {
                    waiting_.end());
     if (!waiting_.empty()) {
       next = waiting_.front().lock();
+    } else {
+      // Under the lock: a concurrent pause_for either saw this release or comes after it.
+      paused_.store(false, std::memory_order_release);
+      go();
+      return;
     }
   }
-  if (next) {
-    next->wait(shared_from_this());  // wakes us (here again) once it has drained
-    return;
-  }
-  go();
+  next->wait(shared_from_this());  // wakes us (here again) once it has drained
 }
 
 std::size_t gate::waiting_count() const {

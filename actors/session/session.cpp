@@ -38,11 +38,24 @@ void session::note_removed(const delivery& d) {
   }
 }
 
+void session::pause() {
+  online_ = false;
+  // What waits for an offline client is bounded by max_queued, not by the node's budget.
+  for (auto& e : inflight_) {
+    e.d.charge.release();
+  }
+  if (queue_) {
+    for (auto& d : *queue_) {
+      d.charge.release();
+    }
+  }
+}
+
 deliver_result session::deliver(delivery d, clock::time_point now, out_list& out) {
   if (d.msg && d.msg->is_expired(now)) {
     ++expired_;
     note_removed(d);
-    return deliver_result::dropped;
+    return deliver_result::expired;
   }
   if (online_) {
     if (d.q == qos::at_most_once) {
@@ -57,12 +70,14 @@ deliver_result session::deliver(delivery d, clock::time_point now, out_list& out
   } else if (d.q == qos::at_most_once && !cfg_.queue_qos0) {
     ++dropped_;
     return deliver_result::dropped;
+  } else {
+    d.charge.release();  // offline: bounded by max_queued, not by the node's budget
   }
   return enqueue(std::move(d));
 }
 
 deliver_result session::enqueue(delivery d) {
-  if (cfg_.max_queued == 0) {
+  if (cfg_.max_queued == 0 && !(online_ && d.q != qos::at_most_once)) {
     ++dropped_;
     note_removed(d);
     return deliver_result::dropped;
@@ -77,6 +92,13 @@ deliver_result session::enqueue(delivery d) {
     if (d.q == qos::at_most_once && queued_qos0_ == 0) {
       ++dropped_;
       return deliver_result::dropped;
+    }
+    if (online_ && queued_qos0_ == 0) {
+      // A connected client's QoS 1/2 messages were acknowledged to their publishers, which
+      // flow control pauses before this queue gets much longer (broker::dispatch): keep
+      // them. Only an offline queue drops the oldest.
+      q.push_back(std::move(d));
+      return deliver_result::queued;
     }
     auto victim = q.begin();
     if (queued_qos0_ > 0) {
@@ -141,6 +163,7 @@ void session::send_new(delivery d, clock::time_point now, out_list& out) {
   auto id = next_packet_id();
   auto ph = d.q == qos::exactly_once ? phase::wait_pubrec : phase::wait_puback;
   inflight_.push_back(inflight_entry{id, ph, now, d});
+  inflight_.back().d.charge = std::move(d.charge);  // the budget follows the kept entry
   note_sent(inflight_.back());
   out.emplace_back(out_publish{id, false, std::move(d)});
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "actors/message.hpp"
+#include "actors/session/backlog.hpp"
 
 namespace tern::actors::session {
 
@@ -52,6 +53,9 @@ struct delivery {
   /// Its place in a persistent session's order, under which the store keeps it (0: not
   /// kept on disk: QoS 0, or a session without write-ahead).
   std::uint64_t seq = 0;
+  /// Its part of the node's buffer budget while it waits for a connected client (released
+  /// when it is done with, or when the client goes away: offline queues have their own bound).
+  flow::charge charge;
 };
 
 /// What a call changed about messages kept on disk (those with a seq), for the store.
@@ -86,6 +90,7 @@ enum class deliver_result : std::uint8_t {
   queued,         ///< kept for later (offline, or window full)
   dropped,        ///< not kept: QoS 0 while offline without queue_qos0, or queue full of others
   queued_evicted, ///< queued, and an older message was dropped to make room
+  expired,        ///< not kept: its Message Expiry Interval had passed
 };
 
 /// Result of a PUBLISH QoS 2 from the client (inbound), keyed by its packet id.
@@ -108,7 +113,7 @@ class session {
   void set_receive_maximum(std::uint32_t n);
 
   /// The client's connection ended. Inflight messages stay inflight; new ones queue.
-  void pause() { online_ = false; }
+  void pause();
   bool is_online() const { return online_; }
 
   /// A message for the client. Appends what to write now to `out`.

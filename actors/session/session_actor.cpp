@@ -166,12 +166,57 @@ const flow::backlog_ptr& backlog_of(self_ptr self) {
       flow::marks_for(cfg.flow.high_watermark, cfg.session.max_queued_messages).low);
 }
 
+/// Whether publishers wait for the node's buffer budget while this session holds some of it.
+bool holds_budget(self_ptr self) {
+  const auto& s = self->state.s;
+  return flow::budget()->has_waiters() && s.inflight_size() + s.queue_size() != 0;
+}
+
 /// Tells the backlog that `delivered` deliveries left the mailbox and how many wait in the
 /// queue now (an offline client's queue does not hold publishers back).
 void report_backlog(self_ptr self, std::uint32_t delivered) {
   auto& st = self->state;
   // A closed socket whose detach never comes (its connection actor died) counts as offline.
-  st.backlog.update(delivered, st.io && !st.io->is_closed() ? st.s.queue_size() : 0);
+  bool online = st.io && !st.io->is_closed();
+  st.backlog.update(delivered, online ? st.s.queue_size() : 0);
+  auto* b = st.backlog.peek();
+  if (b != nullptr && online && !b->stall_check && (!b->is_drained() || holds_budget(self))) {
+    // Publishers may wait for this client: see that it takes something meanwhile.
+    b->stall_check = true;
+    self->delayed_send(self, st.ctx->cfg.flow.max_pause, stall_atom::value, b->drains());
+  }
+}
+
+/// flow.max_pause after publishers started to wait for this session: a client that took
+/// nothing since (no PUBACK, nothing written) while they still wait holds all of them up; it is
+/// closed (MQTT 5: DISCONNECT 0x97), and its session keeps what it has as for any client that
+/// went away (bounded by max_queued_messages), so the publishers go on.
+void on_stall_check(self_ptr self, std::uint32_t drains) {
+  auto& st = self->state;
+  auto* b = st.backlog.peek();
+  if (b == nullptr) {
+    return;
+  }
+  b->stall_check = false;
+  bool online = st.io && !st.io->is_closed();
+  const auto& cfg = st.ctx->cfg;
+  if (online && b->drains() == drains &&
+      ((b->has_waiters() && !b->is_drained()) || holds_budget(self))) {
+    st.ctx->stats.stalled_subscribers.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("client {}: took nothing for {} ms while publishers waited for it ({} "
+                 "messages in flight, {} queued), closing it (flow.max_pause)",
+                 st.client_id, cfg.flow.max_pause.count(), st.s.inflight_size(),
+                 st.s.queue_size());
+    if (st.version == mqtt::protocol_version::v5) {
+      mqtt::disconnect d;
+      d.reason = static_cast<std::uint8_t>(mqtt::reason_code::quota_exceeded);
+      d.props.reason_string = "not reading while publishers wait";
+      st.io->send(mqtt::encode(d, st.version));
+    }
+    st.io->close("stalled subscriber (flow.max_pause)");
+    return;
+  }
+  report_backlog(self, 0);  // check again later while publishers still wait
 }
 
 store::saved_session make_saved(self_ptr self, bool with_state = true);
@@ -374,6 +419,10 @@ void write_out(self_ptr self, out_list& out) {
           st.aliases->forget(pub.topic);
         }
         st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+        fire(self, hooks::point::message_dropped, [&](hooks::args& a) {
+          a.topic = p->d.msg->topic;
+          a.reason = "larger than the client's Maximum Packet Size";
+        });
         if (p->packet_id != 0) {
           too_large.push_back(p->packet_id);
         }
@@ -430,12 +479,19 @@ void deliver_here(self_ptr self, delivery d) {
   auto topic = self->state.ctx->hooks && self->state.ctx->hooks->has(hooks::point::message_dropped)
                    ? d.msg->topic
                    : std::string();
+  bool online = st.s.is_online();
+  auto q = d.q;
   auto r = st.s.deliver(std::move(d), clock::now(), out);
-  if (r == deliver_result::dropped || r == deliver_result::queued_evicted) {
+  if (r == deliver_result::dropped || r == deliver_result::queued_evicted ||
+      r == deliver_result::expired) {
     st.ctx->stats.messages_dropped.fetch_add(1, std::memory_order_relaxed);
     fire(self, hooks::point::message_dropped, [&](hooks::args& a) {
       a.topic = topic;
-      a.reason = "queue full";
+      // Only an offline queue drops QoS 1/2 (a connected client's publishers are paused).
+      a.reason = r == deliver_result::expired                   ? "expired"
+                 : r == deliver_result::queued_evicted && !online ? "offline queue full"
+                 : q == qos::at_most_once && !online             ? "QoS 0 while offline"
+                                                                 : "queue full";
     });
   }
   write_out(self, out);
@@ -885,8 +941,16 @@ void on_detach(self_ptr self, const caf::actor& conn) {
   }
 }
 
+/// The client acknowledged something: it is not stalled (see on_stall_check).
+void note_progress(self_ptr self) {
+  if (auto* b = self->state.backlog.peek()) {
+    b->progress();
+  }
+}
+
 void on_puback(self_ptr self, std::uint16_t id) {
   fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 1; });
+  note_progress(self);
   out_list out;
   self->state.s.on_puback(id, clock::now(), out);
   write_out(self, out);
@@ -894,6 +958,7 @@ void on_puback(self_ptr self, std::uint16_t id) {
 
 void on_pubrec(self_ptr self, std::uint16_t id) {
   auto& st = self->state;
+  note_progress(self);
   out_list out;
   if (!st.s.on_pubrec(id, clock::now(), out) && st.version == mqtt::protocol_version::v5 &&
       st.io) {
@@ -908,6 +973,7 @@ void on_pubrec(self_ptr self, std::uint16_t id) {
 
 void on_pubcomp(self_ptr self, std::uint16_t id) {
   fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 2; });
+  note_progress(self);
   out_list out;
   self->state.s.on_pubcomp(id, clock::now(), out);
   write_out(self, out);
@@ -1038,6 +1104,7 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
              }) ||
       handle(xs, reply, [self](unsub_atom, mqtt::unsubscribe& p) { on_unsubscribe(self, p); }) ||
       handle(xs, reply, [self](retry_atom) { on_retry(self); }) ||
+      handle(xs, reply, [self](stall_atom, std::uint32_t n) { on_stall_check(self, n); }) ||
       handle(xs, reply,
              [self](handover_atom, const std::string& node) { return on_handover(self, node); }) ||
       handle(xs, reply, [self](hold_atom, std::uint64_t id) { on_hold(self, id); }) ||

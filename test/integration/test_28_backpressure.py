@@ -4,103 +4,16 @@
 # never waits for its own session, and a subscriber that goes away releases its publishers.
 
 import select
-import socket
-import struct
 import time
 
 import pytest
 
-from helpers import (PUBACK, PUBLISH, RawClient, assert_pubsub_works, is_mosquitto,
-                     publish_packet, puback_packet, unique)
+import mgmt_helpers as mh
+from flow_pumps import (Pump, assert_every_publisher_in_order, assert_exactly_once_in_order,
+                        fan_in, metric, publishes, run, small_send_buffer)
+from helpers import RawClient, assert_pubsub_works, is_mosquitto, unique
 
 pytestmark = pytest.mark.skipif(is_mosquitto(), reason="Tern flow control settings")
-
-PAYLOAD = 1000  # bytes per message: sequence number + padding
-
-
-class Pump:
-    """A raw MQTT connection driven without blocking: queued bytes go out as the socket takes
-    them, incoming packets are parsed; QoS 1 deliveries are acknowledged when `ack` is set."""
-
-    def __init__(self, client, ack=True):
-        self.c = client
-        self.c.sock.setblocking(False)
-        self.out = bytearray()
-        self.ack = ack
-        self.reading = True
-        self.pubacks = []  # packet ids of PUBACKs received
-        self.seqs = []  # sequence numbers of PUBLISHes received, in order
-
-    def queue(self, data):
-        self.out += data
-
-    def step(self):
-        """One non-blocking round; returns whether anything moved."""
-        moved = False
-        if self.out:
-            try:
-                n = self.c.sock.send(self.out)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            if n:
-                del self.out[:n]
-                moved = True
-        if self.reading:
-            try:
-                data = self.c.sock.recv(262144)
-            except (BlockingIOError, InterruptedError):
-                data = None
-            if data == b"":
-                raise AssertionError("broker closed the connection")
-            if data:
-                self.c.buf += data
-                moved = True
-            while (p := self.c._try_parse()) is not None:
-                if p.type == PUBACK:
-                    self.pubacks.append(p.pid)
-                elif p.type == PUBLISH:
-                    self.seqs.append(struct.unpack(">Q", p.payload[:8])[0])
-                    if p.qos == 1 and self.ack:
-                        self.out += puback_packet(p.pid)
-                else:
-                    raise AssertionError(f"unexpected {p!r}")
-        return moved
-
-
-def run(pumps, until, timeout, stall=None):
-    """Steps the pumps until `until()` holds (True), nothing moved for `stall` seconds
-    (False, only when `stall` is given) or `timeout` passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last_move = time.monotonic()
-    while not until():
-        now = time.monotonic()
-        assert now < deadline, "timed out"
-        if stall is not None and now - last_move > stall:
-            return False
-        if any([p.step() for p in pumps]):
-            last_move = now
-        else:
-            select.select([p.c.sock for p in pumps if p.reading],
-                          [p.c.sock for p in pumps if p.out], [], 0.05)
-    return True
-
-
-def publishes(topic, first, n):
-    data = bytearray()
-    for seq in range(first, first + n):
-        pid = seq % 65535 + 1
-        payload = struct.pack(">Q", seq) + bytes(PAYLOAD - 8)
-        data += publish_packet(topic, payload, qos=1, pid=pid)
-    return bytes(data)
-
-
-def assert_exactly_once_in_order(seqs, n):
-    assert len(seqs) == n, f"got {len(seqs)} of {n} messages"
-    assert seqs == list(range(n)), "lost, duplicated or reordered messages"
-
-
-def small_send_buffer(c):
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
 
 
 def test_slow_subscriber_pauses_publisher_then_gets_everything(broker, clients):
@@ -194,21 +107,71 @@ def test_offline_persistent_subscriber_does_not_pause(broker, clients):
     run([pp], lambda: len(pp.pubacks) == n, timeout=60)
 
 
-def test_max_pause_resumes_a_publisher(broker, clients):
-    # The safety valve: a subscriber that never reads pauses its publisher for max_pause at
-    # a time only; its queue (max_queued_messages) bounds what is kept for it.
+def test_stalled_subscriber_is_closed_after_max_pause_and_keeps_its_messages(broker, clients):
+    # A connected subscriber that takes nothing while its publisher waits holds the publisher
+    # up for flow.max_pause at most: then the broker closes it. Its persistent session keeps
+    # what it was sent (max_queued_messages bounds it, here a million), so when it comes back
+    # it gets every acknowledged message once, in order; the publisher went on meanwhile.
     n = 600
     b = broker(flow={"high_watermark": 20, "max_pause": "1s"},
                session={"max_inflight": 5, "max_queued_messages": 1_000_000})
     topic = unique("valve")
+    cid = unique("stalled")
     sub = clients.raw(b.port, rcvbuf=4096)
-    sub.connect_ok()
+    sub.connect_ok(cid, clean=False)
     sub.subscribe([(topic, 1)])
     pub = clients.raw_connected(b.port)
     pp = Pump(pub)
     pp.queue(publishes(topic, 0, n))
+    started = time.monotonic()
     run([pp], lambda: len(pp.pubacks) == n, timeout=90)
-    assert sub.is_open()
+    assert time.monotonic() - started > 0.9, "the publisher did not wait for the subscriber"
+    assert wait_closed(sub.sock, 10), "the stalled subscriber was not closed"
+    assert "took nothing for" in b.log_tail(200)
+    back = clients.raw(b.port)
+    back.connect_ok(cid, clean=False)
+    sp = Pump(back)
+    run([sp], lambda: len(sp.seqs) >= n, timeout=60)
+    run([sp], lambda: False, timeout=5, stall=0.5)
+    # What it was sent before and never read comes again (DUP), then the rest.
+    assert_exactly_once_in_order(sp.seqs, n)
+
+
+def wait_closed(sock, timeout):
+    """Reads and discards until the peer closes (True) or `timeout` passes (False)."""
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        select.select([sock], [], [], 0.1)
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except (BlockingIOError, InterruptedError):
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+    return False
+
+
+def test_fan_in_with_shipped_defaults_loses_nothing(broker, clients):
+    # The shipped defaults (max_queued_messages 1000, high_watermark 1000, max_inflight 32):
+    # 100 publishers with unbounded windows into one slower subscriber. Each PUBLISH the broker
+    # acknowledges must reach the subscriber: publishers are paused before they can overflow
+    # its queue, however many there are and however much each has in flight.
+    b = mh.start(broker)
+    sp, pumps = fan_in(clients, b.port, b.port, 100, 300, read_size=8192)
+    assert_every_publisher_in_order(sp, 100, 300)
+    assert metric(b, "tern_messages_dropped_total") == 0
+    assert metric(b, "tern_flow_pauses_total") > 0, "the subscriber was never behind"
+
+
+def test_fan_in_stress_500_publishers(broker, clients):
+    b = mh.start(broker)
+    sp, pumps = fan_in(clients, b.port, b.port, 500, 60, read_size=8192)
+    assert_every_publisher_in_order(sp, 500, 60)
+    assert metric(b, "tern_messages_dropped_total") == 0
+    assert metric(b, "tern_flow_pauses_total") > 0, "the subscriber was never behind"
+    assert_pubsub_works(b.port)
 
 
 def test_a_paused_publisher_is_not_taken_for_a_dead_one(broker, clients):
@@ -270,3 +233,45 @@ def test_two_clients_flooding_each_other_do_not_pause_each_other(broker, clients
         "both clients stalled: each waits for the other to be read"
     assert_exactly_once_in_order(pa.seqs, n)
     assert_exactly_once_in_order(pb.seqs, n)
+
+
+def test_node_budget_pauses_fan_out_and_bounds_memory(broker, clients):
+    # Windows and queues far larger than the budget (max_inflight 1000, a million queued, a
+    # high-water mark that never bites): only flow.max_buffered_mb stands between 20
+    # subscribers that do not read and ~50 MB of deliveries. The publisher is paused at the
+    # budget; once the subscribers read, everything arrives once and in order.
+    n, subs = 2000, 20
+    node = mh.start(broker, flow={"high_watermark": 1_000_000, "max_pause": "120s",
+                                  "max_buffered_mb": 4},
+                    session={"max_inflight": 1000, "max_queued_messages": 1_000_000})
+    topic = unique("budget")
+    pumps = []
+    for _ in range(subs):
+        s = clients.raw(node.port, rcvbuf=4096)
+        s.connect_ok()
+        s.subscribe([(topic, 1)])
+        p = Pump(s)
+        p.reading = False
+        pumps.append(p)
+    pub = clients.raw_connected(node.port)
+    small_send_buffer(pub)
+    pp = Pump(pub)
+    pp.queue(publishes(topic, 0, n))
+    rss_before = node.proc_status("VmRSS")
+    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=3), \
+        "the publisher was never paused"
+    stalled_at = len(pp.pubacks)
+    assert stalled_at < n / 4, f"{stalled_at} of {n} acknowledged before the pause"
+    limit = metric(node, "tern_flow_buffer_limit_bytes")
+    assert limit == 4 << 20
+    held = metric(node, "tern_flow_buffered_bytes")
+    assert limit / 2 < held < limit * 1.1, f"{held} bytes held at the pause"
+    growth_kb = node.proc_status("VmRSS") - rss_before
+    assert growth_kb < 48 * 1024, f"RSS grew by {growth_kb} kB"
+    for p in pumps:
+        p.reading = True
+    run(pumps + [pp], lambda: all(len(p.seqs) >= n for p in pumps) and len(pp.pubacks) == n,
+        timeout=180)
+    for p in pumps:
+        assert_exactly_once_in_order(p.seqs, n)
+    assert metric(node, "tern_messages_dropped_total") == 0

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import helpers
-from conftest import MOSQUITTO_BIN, free_port
+from conftest import MOSQUITTO_BIN, Broker, free_port
 
 OPENSSL = shutil.which("openssl")
 
@@ -48,12 +48,19 @@ def test_pairs_qos1_every_message_checked(broker):
     assert s["latency_us"]["count"] == 500
 
 
-def test_check_fails_when_the_broker_drops_qos1(broker):
-    # A one-message window and queue: the broker acknowledges every PUBLISH but must drop
-    # most of what five publishers send to the one subscriber.
-    b = broker(session={"max_inflight": 1, "max_queued_messages": 1})
-    rc, s, err = run_bench(b.port, "fanin", "--pubs", "5", "-q", "1", "-n", "200",
-                           "--drain", "2")
+def test_check_fails_when_the_broker_drops_qos1(tmp_path):
+    # Mosquitto with a one-message window and queue acknowledges every PUBLISH but drops most
+    # of what five publishers send to the one subscriber (Tern pauses its publishers instead,
+    # so it cannot be made to lose them).
+    if not os.access(MOSQUITTO_BIN, os.X_OK):
+        pytest.skip("mosquitto not installed")
+    b = Broker("mosquitto", tmp_path / "mosquitto",
+               {"session": {"max_inflight": 1, "max_queued_messages": 1}}, False).start()
+    try:
+        rc, s, err = run_bench(b.port, "fanin", "--pubs", "5", "-q", "1", "-n", "200",
+                               "--drain", "2")
+    finally:
+        b.stop()
     assert s["sent"] == 1000
     assert s["lost"] > 0
     assert s["received"] + s["lost"] == 1000

@@ -19,13 +19,16 @@ struct counting_waiter : waiter {
 
 }  // namespace
 
-TEST_CASE("marks: low is half of high, high at most half the queue", "[backlog]") {
+TEST_CASE("marks: low is half of high, high at most the queue", "[backlog]") {
   auto m = marks_for(1000, 1'000'000);
   CHECK(m.high == 1000);
   CHECK(m.low == 500);
   m = marks_for(1000, 1000);  // the shipped queue limit
-  CHECK(m.high == 500);
-  CHECK(m.low == 250);
+  CHECK(m.high == 1000);
+  CHECK(m.low == 500);
+  m = marks_for(1000, 600);
+  CHECK(m.high == 600);
+  CHECK(m.low == 300);
   m = marks_for(1000, 0);  // unlimited queue
   CHECK(m.high == 1000);
   m = marks_for(1000, 1);
@@ -177,13 +180,16 @@ TEST_CASE("a gate resumes only when every backlog it was paused for has drained"
   auto g = std::make_shared<test_gate>();
   g->pause_for({a, b});
   CHECK(g->stopped);
+  CHECK(g->is_paused());
   CHECK(g->waiting_count() == 2);
   b->update(5, 0);  // b drained first: a is still behind
   CHECK(g->stopped);
+  CHECK(g->is_paused());
   a->update(3, 0);  // a at 3: above low
   CHECK(g->stopped);
   a->update(1, 0);  // a at low: every backlog drained
   CHECK_FALSE(g->stopped);
+  CHECK_FALSE(g->is_paused());
   CHECK(g->goes == 1);
   CHECK(g->waiting_count() == 0);
 }
@@ -210,6 +216,7 @@ TEST_CASE("a gate paused for drained or ended sessions goes on at once", "[backl
   auto g = std::make_shared<test_gate>();
   g->pause_for({a});
   CHECK_FALSE(g->stopped);
+  CHECK_FALSE(g->is_paused());
   CHECK(g->goes == 1);
   auto b = std::make_shared<backlog>(0);
   b->add();
@@ -282,4 +289,19 @@ TEST_CASE("concurrent publishers are always woken", "[backlog]") {
   CHECK(stuck == 0);
   CHECK(pauses > 0);
   CHECK(b.size() == 0);
+}
+
+TEST_CASE("a backlog counts how often it went down (stall detection)", "[backlog]") {
+  backlog b(0);
+  b.add();
+  b.add();
+  b.update(2, 2);  // processed, both queued: no progress
+  CHECK(b.drains() == 0);
+  b.add();
+  b.update(1, 3);  // one more queued
+  CHECK(b.drains() == 0);
+  b.update(0, 2);  // the client took one
+  CHECK(b.drains() == 1);
+  b.update(0, 0);
+  CHECK(b.drains() == 2);
 }

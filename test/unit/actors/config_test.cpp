@@ -83,6 +83,7 @@ void check_same(const config& a, const config& b) {
   CHECK(a.session.max_send_buffer == b.session.max_send_buffer);
   CHECK(a.flow.high_watermark == b.flow.high_watermark);
   CHECK(a.flow.max_pause == b.flow.max_pause);
+  CHECK(a.flow.max_buffered_mb == b.flow.max_buffered_mb);
   CHECK(a.mqtt5.max_keepalive == b.mqtt5.max_keepalive);
   CHECK(a.mqtt5.topic_alias_maximum == b.mqtt5.topic_alias_maximum);
   CHECK(a.mqtt5.response_information == b.mqtt5.response_information);
@@ -585,6 +586,11 @@ TEST_CASE("config: [flow] back-pressure settings", "[config]") {
   CHECK(c.flow.high_watermark == 200);
   CHECK(c.flow.max_pause == 2s);
   CHECK(parse_ok("[flow]\nhigh_watermark = 0\n").flow.high_watermark == 0);
+  CHECK(parse_ok("").flow.max_buffered_mb == 512);
+  CHECK(parse_ok("[flow]\nmax_buffered_mb = 64\n").flow.max_buffered_mb == 64);
+  CHECK(parse_ok("[flow]\nmax_buffered_mb = 0\n").flow.max_buffered_mb == 0);
+  CHECK_THAT(parse_err("[flow]\nmax_buffered_mb = -1\n"),
+             StartsWith("test.toml:2: flow.max_buffered_mb: "));
   CHECK_THAT(parse_err("[flow]\nmax_pause = \"0s\"\n"),
              StartsWith("test.toml:2: flow.max_pause: "));
   CHECK_THAT(parse_err("[flow]\nhigh_watermark = -1\n"),

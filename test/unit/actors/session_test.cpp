@@ -419,7 +419,7 @@ TEST_CASE("session: full queue drops QoS 0 first, then the oldest", "[session]")
     CHECK(s.dropped() == 2);
     CHECK(drain_all() == strings{"b", "c", "d"});
   }
-  SECTION("online with a full window, the same bound applies") {
+  SECTION("online, QoS 1/2 is kept past the bound (flow control bounds it), QoS 0 is not") {
     settings c2 = with_window(1, 2);
     session o{c2};
     out_list w;
@@ -427,19 +427,25 @@ TEST_CASE("session: full queue drops QoS 0 first, then the oldest", "[session]")
     CHECK(o.deliver(make_delivery(qos::at_least_once, "a"), t0, w) == deliver_result::sent);
     CHECK(o.deliver(make_delivery(qos::at_least_once, "b"), t0, w) == deliver_result::queued);
     CHECK(o.deliver(make_delivery(qos::at_least_once, "c"), t0, w) == deliver_result::queued);
-    CHECK(o.deliver(make_delivery(qos::at_least_once, "d"), t0, w) ==
-          deliver_result::queued_evicted);
-    CHECK(o.dropped() == 1);
+    CHECK(o.deliver(make_delivery(qos::exactly_once, "d"), t0, w) == deliver_result::queued);
+    CHECK(o.dropped() == 0);
+    CHECK(o.queue_size() == 3);
     REQUIRE(summary(w) == strings{"a"});
     auto id = as_pub(w[0]).packet_id;
     w.clear();
     CHECK(o.on_puback(id, t0, w));
-    CHECK(summary(w) == strings{"c"});
+    CHECK(summary(w) == strings{"b"});
+    // Offline again, the bound holds: the oldest goes.
+    o.pause();
+    CHECK(o.deliver(make_delivery(qos::at_least_once, "e"), t0, w) ==
+          deliver_result::queued_evicted);
+    CHECK(o.dropped() == 1);
+    CHECK(o.queue_size() == 2);
   }
   CHECK(out.empty());
 }
 
-TEST_CASE("session: max_queued = 0 drops whatever cannot be sent now", "[session]") {
+TEST_CASE("session: max_queued = 0 drops what cannot be sent now, but a connected client's QoS 1/2", "[session]") {
   session s{with_window(1, 0)};
   out_list out;
   CHECK(s.deliver(make_delivery(qos::at_least_once, "a"), t0, out) == deliver_result::dropped);
@@ -449,8 +455,9 @@ TEST_CASE("session: max_queued = 0 drops whatever cannot be sent now", "[session
   s.resume(t0, out);
   CHECK(out.empty());
   CHECK(s.deliver(make_delivery(qos::at_least_once, "c"), t0, out) == deliver_result::sent);
-  CHECK(s.deliver(make_delivery(qos::at_least_once, "d"), t0, out) == deliver_result::dropped);
-  CHECK(s.dropped() == 3);
+  // Connected: an acknowledged QoS 1 behind a full window is kept (flow control bounds it).
+  CHECK(s.deliver(make_delivery(qos::at_least_once, "d"), t0, out) == deliver_result::queued);
+  CHECK(s.dropped() == 2);
   CHECK(summary(out) == strings{"c"});
 }
 
@@ -724,7 +731,7 @@ TEST_CASE("session: expired messages are not delivered, neither live nor from th
   // Online: an already expired message is refused at once.
   out.clear();
   CHECK(s.deliver(expiring(qos::at_most_once, "late", 1), t0 + 5s, out) ==
-        deliver_result::dropped);
+        deliver_result::expired);
   CHECK(out.empty());
   CHECK(s.expired() == 2);
   // QoS 0 in the queue expires too and keeps the QoS 0 count right.
@@ -790,4 +797,34 @@ TEST_CASE("session: take_shared hands back unacknowledged shared messages only",
   t.deliver(shared_delivery(qos::at_least_once, "x", "$share/g/t"), t0, o);
   CHECK(t.take_shared(nullptr).size() == 1);
   CHECK(t.inflight_size() == 0);
+}
+
+TEST_CASE("session: the node budget follows deliveries until they are done", "[session]") {
+  tern::actors::flow::set_budget(1 << 20);
+  const auto& b = tern::actors::flow::budget();
+  auto before = b->size();
+  auto charged = [](qos q, const char* p) {
+    auto d = make_delivery(q, p);
+    d.charge = tern::actors::flow::charge(100);
+    return d;
+  };
+  session s{with_window(1)};
+  out_list out;
+  s.resume(t0, out);
+  s.deliver(charged(qos::at_least_once, "a"), t0, out);  // in flight
+  s.deliver(charged(qos::at_least_once, "b"), t0, out);  // queued
+  s.deliver(charged(qos::at_most_once, "c"), t0, out);   // written at once
+  CHECK(b->size() - before == 300);
+  REQUIRE(summary(out) == strings{"a", "c"});
+  auto id = as_pub(out[0]).packet_id;
+  out.clear();  // written: QoS 0 "c" is done with, "a" waits for its PUBACK
+  CHECK(b->size() - before == 200);
+  CHECK(s.on_puback(id, t0, out));  // "a" done, "b" in flight now
+  CHECK(b->size() - before == 100);
+  out.clear();
+  s.pause();  // offline: what it holds no longer counts
+  CHECK(b->size() - before == 0);
+  s.deliver(charged(qos::at_least_once, "d"), t0, out);
+  CHECK(b->size() - before == 0);
+  tern::actors::flow::set_budget(0);
 }
