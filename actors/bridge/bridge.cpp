@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -178,9 +179,31 @@ class link : public std::enable_shared_from_this<link> {
         }
         caf::anon_send(self->owner_, packet_atom::value, self->id_, std::move(p));
       }
+      if (self->paused_.load(std::memory_order_acquire)) {
+        self->read_stopped_ = true;  // resume() reads on
+        return;
+      }
       self->read();
     });
   }
+
+ public:
+  /// Flow control: no more reads from the remote after the current one (any thread).
+  void pause() { paused_.store(true, std::memory_order_release); }
+  /// Reads again (any thread).
+  void resume() {
+    if (!paused_.exchange(false)) {
+      return;
+    }
+    asio::post(io_, [self = shared_from_this()] {
+      if (self->read_stopped_ && !self->is_closed_ && !self->paused_.load()) {
+        self->read_stopped_ = false;
+        self->read();
+      }
+    });
+  }
+
+ private:
 
   void flush() {
     if (is_writing_ || out_.empty() || is_closed_ || !is_open_) {
@@ -234,6 +257,29 @@ class link : public std::enable_shared_from_this<link> {
   bool is_closed_ = false;
   std::atomic<std::size_t> backlog_{0};
   std::atomic<bool> is_dead_{false};  ///< is_closed_, readable from any thread
+  std::atomic<bool> paused_{false};   ///< flow control: read no more
+  bool read_stopped_ = false;         ///< a read was not re-armed because of paused_
+};
+
+/// The bridge as a publisher into this node: paused by flow control when a session it
+/// delivers to (or the node's budget) is full; the bridge then stops reading the remote and
+/// holds back the PUBLISHes it has read, so the remote's window fills instead of a queue here.
+class bridge_gate final : public flow::gate {
+ public:
+  explicit bridge_gate(caf::actor_addr owner) : owner_(std::move(owner)) {}
+
+ protected:
+  bool stop() override { return !stopped_.exchange(true); }
+  void go() override {
+    stopped_.store(false);
+    if (auto a = caf::actor_cast<caf::actor>(owner_)) {
+      caf::anon_send(a, replay_atom::value);
+    }
+  }
+
+ private:
+  caf::actor_addr owner_;
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace
@@ -328,6 +374,10 @@ struct bridge_state {
   std::shared_ptr<asio::ssl::context> tls;  ///< null: plain TCP
   /// Deliveries handed to this bridge (flow control, and the seqs of its records).
   flow::backlog_owner backlog;
+  /// Flow control of what the remote sends us: the gate, and the packets of the current link
+  /// held while it is paused.
+  std::shared_ptr<bridge_gate> gate;
+  std::deque<mqtt::packet> held;
   /// [store] durability batch/sync: QoS 1/2 messages for the remote are written ahead (the
   /// publish path writes them before acknowledging; the bridge deletes them once the remote
   /// has them) and survive a crash of this node.
@@ -347,6 +397,11 @@ void update_stats(self_ptr self) {
 }
 
 void lost(self_ptr self, const std::string& why);
+
+/// What the remote sends on its own (not an answer to us): held while flow control pauses.
+bool is_inbound(const mqtt::packet& p) {
+  return std::holds_alternative<mqtt::publish>(p) || std::holds_alternative<mqtt::pubrel>(p);
+}
 
 /// Deletes the records of messages the session no longer needs.
 void release_records(self_ptr self) {
@@ -379,7 +434,7 @@ void apply(self_ptr self, step s) {
     m->received_at = std::chrono::steady_clock::now();
     m->props = std::move(in.props);
     m->from_bridge = st.number;
-    broker::dispatch(*st.ctx, m);
+    broker::dispatch(*st.ctx, m, false, st.gate);
     st.stats->forwarded_in.fetch_add(1, std::memory_order_relaxed);
   }
   if (s.is_now_connected) {
@@ -424,6 +479,7 @@ void lost(self_ptr self, const std::string& why) {
   bool was_connected = st.session->is_connected();
   st.session->on_close();
   st.current = nullptr;
+  st.held.clear();  // the remote sends them again (unacknowledged)
   ++st.link_id;  // events of the old socket are ignored from now on
   if (was_connected) {
     spdlog::warn("bridge {}: disconnected from {}: {}; reconnecting in {} ms", st.cfg.name,
@@ -629,6 +685,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   st.routes = local_routes(st.rules);
   st.is_auto_placed = st.cfg.node == "*" && st.ctx->cluster;
   st.is_durable = st.ctx->db && st.ctx->db->is_durable();
+  st.gate = std::make_shared<bridge_gate>(self->address());
   // The bridge never holds publishers back (a slow remote fills its bounded queue instead):
   // its backlog counts only deliveries not yet taken from its mailbox.
   st.backlog.get(0)->set_durable(st.cfg.name, st.is_durable, true);
@@ -704,7 +761,33 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
         if (id != s.link_id || !s.current) {
           return;
         }
+        if (is_inbound(p) && (s.gate->is_paused() || !s.held.empty())) {
+          s.held.push_back(std::move(p));
+          if (s.gate->is_paused()) {
+            s.current->pause();
+          }
+          return;
+        }
         apply(self, s.session->on_packet(p, clock::now()));
+        if (s.gate->is_paused() && s.current) {
+          s.current->pause();
+        }
+      },
+      [=](replay_atom) {
+        // Let go by flow control: what was held, then read the remote again.
+        auto& s = self->state;
+        while (!s.held.empty() && !s.gate->is_paused() && s.current) {
+          auto p = std::move(s.held.front());
+          s.held.pop_front();
+          apply(self, s.session->on_packet(p, clock::now()));
+        }
+        if (s.current) {
+          if (s.gate->is_paused()) {
+            s.current->pause();
+          } else {
+            s.current->resume();
+          }
+        }
       },
       [=](br_opened_atom, std::uint64_t id) {
         auto& s = self->state;

@@ -336,3 +336,43 @@ def test_queue_survives_a_restart_of_the_bridging_node(broker, clients, graceful
     remote.start(remote.port)
     connected(local)
     expect_sequence_once(clients, remote, "bridge-sink-2", "site1/sensors/keep", n)
+
+
+def test_slow_local_subscriber_pauses_what_the_bridge_brings_in(broker, clients):
+    # Messages a bridge brings in are published here like a client's: a local subscriber that
+    # does not read fills its session to the high-water mark, then the bridge stops reading
+    # its remote (whose own publishers are paused in turn) instead of queueing everything
+    # here. Once the subscriber reads, every message arrives once and in order.
+    from cluster_nodes import wait_route
+    from flow_pumps import Pump, assert_exactly_once_in_order, publishes, run
+    n = 5000
+    remote = broker()
+    local = mgmt_helpers.start(
+        broker, flow={"max_pause": "120s"},
+        **bridge_section(remote.port, [{"filter": "cmd/#", "direction": "in", "qos": 1,
+                                        "local_prefix": "from-b/", "remote_prefix": "site1/"}]))
+    connected(local)
+    sub = helpers.RawClient(local.port, rcvbuf=4096)
+    sub_id = helpers.unique("slow")
+    sub.connect_ok(sub_id)
+    sub.subscribe([("from-b/cmd/x", 1)])
+    sp = Pump(sub)
+    sp.reading = False
+    probe_sub = clients(local.port)
+    probe_sub.subscribe("from-b/cmd/probe", qos=0)
+    wait_route(clients(remote.port), probe_sub, "site1/cmd/probe")  # the bridge subscribed
+    pub = helpers.RawClient(remote.port)
+    pub.connect_ok()
+    pp = Pump(pub)
+    pp.queue(publishes("site1/cmd/x", 0, n))
+    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=3), \
+        "the remote's publisher was never paused"
+    api = mgmt_helpers.Api(local.http_port)
+    queued = api.get(f"/api/v1/sessions/{sub_id}")["queue_len"]
+    assert queued <= 1100, f"{queued} messages queued for the local subscriber"
+    sp.reading = True
+    run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=120)
+    run([sp, pp], lambda: False, timeout=3, stall=0.5)
+    assert_exactly_once_in_order(sp.seqs, n)
+    sub.close()
+    pub.close()
