@@ -417,6 +417,14 @@ void release_records(self_ptr self) {
   st.ctx->db->submit(std::move(t));
 }
 
+/// What the bridge's backlog counts besides its mailbox: its queue while the remote is
+/// connected (publishers are paused for it then, as for a connected client's session); an
+/// unreachable remote's queue is bounded by max_queued instead.
+std::size_t queued_for_flow(self_ptr self) {
+  auto& st = self->state;
+  return st.session->is_connected() ? st.session->queued() : 0;
+}
+
 /// Carries out what the session decided: local publishes, then writes, then a close.
 void apply(self_ptr self, step s) {
   auto& st = self->state;
@@ -462,6 +470,7 @@ void apply(self_ptr self, step s) {
     lost(self, *s.close);
   }
   update_stats(self);
+  st.backlog.update(0, queued_for_flow(self));
 }
 
 void schedule_connect(self_ptr self, std::chrono::milliseconds after) {
@@ -494,6 +503,7 @@ void lost(self_ptr self, const std::string& why) {
   // Back off up to 8 times the interval while the remote stays away.
   st.backoff = std::min(st.backoff * 2, st.cfg.reconnect_interval * 8);
   update_stats(self);
+  st.backlog.update(0, queued_for_flow(self));  // away: publishers no longer wait for it
 }
 
 void connect(self_ptr self) {
@@ -686,9 +696,12 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   st.is_auto_placed = st.cfg.node == "*" && st.ctx->cluster;
   st.is_durable = st.ctx->db && st.ctx->db->is_durable();
   st.gate = std::make_shared<bridge_gate>(self->address());
-  // The bridge never holds publishers back (a slow remote fills its bounded queue instead):
-  // its backlog counts only deliveries not yet taken from its mailbox.
-  st.backlog.get(0)->set_durable(st.cfg.name, st.is_durable, true);
+  // Publishers are paused for the bridge while its connected remote is behind (its queue
+  // over the high-water mark); an unreachable remote's queue is bounded by max_queued.
+  st.backlog
+      .get(flow::marks_for(st.ctx->cfg.flow.high_watermark, st.ctx->cfg.session.max_queued_messages)
+               .low)
+      ->set_durable(st.cfg.name, st.is_durable, true);
   // Last words, whatever ends the actor: no route may lead to it, no socket outlive it.
   std::vector<std::string> filters;
   for (auto& a : st.routes) {
@@ -722,7 +735,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
   return {
       [=](deliver_atom, session::delivery& d) {
         auto& s = self->state;
-        s.backlog.update(1, 0);
+        s.backlog.update(1, queued_for_flow(self));
         std::optional<mapped> m;
         if (d.msg && d.msg->from_bridge != s.number && s.is_active) {
           m = map_out(s.rules, d.msg->topic, d.q);  // never back out what this bridge brought

@@ -376,3 +376,44 @@ def test_slow_local_subscriber_pauses_what_the_bridge_brings_in(broker, clients)
     assert_exactly_once_in_order(sp.seqs, n)
     sub.close()
     pub.close()
+
+
+def test_slow_remote_subscriber_pauses_local_publishers_instead_of_dropping(broker, clients):
+    # The other direction: the remote's subscriber does not read, the remote pauses the bridge
+    # (its publisher), the bridge's queue reaches the high-water mark while its remote is
+    # connected, and the local publisher is paused, instead of the queue filling to max_queued
+    # (10,000) and dropping. Then everything arrives once, in order.
+    from cluster_nodes import wait_route
+    from flow_pumps import Pump, assert_exactly_once_in_order, publishes, run
+    n = 12000
+    remote = broker(flow={"max_pause": "120s"})
+    local = mgmt_helpers.start(
+        broker, flow={"max_pause": "120s"},
+        **bridge_section(remote.port, [{"filter": "sensors/#", "direction": "out", "qos": 1,
+                                        "remote_prefix": "site1/"}]))
+    connected(local)
+    sub = helpers.RawClient(remote.port, rcvbuf=4096)
+    sub.connect_ok()
+    sub.subscribe([("site1/sensors/x", 1)])
+    sp = Pump(sub)
+    sp.reading = False
+    probe_sub = clients(remote.port)
+    probe_sub.subscribe("site1/sensors/probe", qos=0)
+    wait_route(clients(local.port), probe_sub, "sensors/probe")
+    pub = helpers.RawClient(local.port)
+    pub.connect_ok()
+    pp = Pump(pub)
+    pp.queue(publishes("sensors/x", 0, n))
+    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=3), \
+        "the local publisher was never paused"
+    api = mgmt_helpers.Api(local.http_port)
+    (b,) = api.get("/api/v1/bridges")
+    assert b["dropped"] == 0
+    assert b["queued"] <= 1100, f"{b['queued']} queued in the bridge"
+    sp.reading = True
+    run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=180)
+    run([sp, pp], lambda: False, timeout=3, stall=0.5)
+    assert_exactly_once_in_order(sp.seqs, n)
+    assert api.get("/api/v1/bridges")[0]["dropped"] == 0
+    sub.close()
+    pub.close()
