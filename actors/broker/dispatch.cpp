@@ -14,8 +14,9 @@ namespace {
 
 /// Memory of one delivery besides its message's topic and payload, as the node's budget
 /// counts it: the delivery, its mailbox element, its in-flight entry and its share of the
-/// message object (measured: see docs/benchmark.md, "Flow control").
-constexpr std::size_t delivery_overhead = 256;
+/// message object, its encoded copy on the way to the socket and the allocator's slack
+/// (measured: docs/benchmark.md, "Flow control, measured").
+constexpr std::size_t delivery_overhead = 1024;
 
 struct target {
   session_ref session;  // a copy: the table may change once the lock is released
