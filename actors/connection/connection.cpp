@@ -1018,23 +1018,41 @@ void hold(self_ptr self, mqtt::packet&& p) {
   st.held->push_back(std::move(p));
 }
 
-/// Handles the first held packet, once nothing holds it any more; one per message, so that a
-/// packet whose handling awaits an answer (QoS 2) holds the next one back as it would have.
+/// Whether handling `p` waits for the session's answer (request().await): the packets behind
+/// it must then wait for the next message, as they would have without being held.
+bool awaits_answer(self_ptr self, const mqtt::packet& p) {
+  if (auto* pub = std::get_if<mqtt::publish>(&p)) {
+    return pub->q == mqtt::qos::exactly_once;
+  }
+  return std::holds_alternative<mqtt::pubrel>(p) && is_v5(self);
+}
+
+/// Handles held packets once nothing holds them any more: a batch per message (up to one that
+/// awaits an answer, which holds the rest back as it would have), so that a publisher let go
+/// with hundreds held catches up quickly without starving the other actors of its worker.
 void replay_held(self_ptr self) {
+  constexpr int max_batch = 64;
   auto& st = self->state;
-  if (!st.held || st.held->empty() || (st.durable && st.durable->deferred != 0)) {
-    return;
+  for (int i = 0; i < max_batch; ++i) {
+    if (!st.held || st.held->empty() || (st.durable && st.durable->deferred != 0) ||
+        st.ph == phase::closing) {
+      return;
+    }
+    if (st.gate && st.gate->is_paused() && !may_overtake(st.held->front())) {
+      return;  // the gate's go() sends replay_atom again
+    }
+    auto p = std::move(st.held->front());
+    st.held->pop_front();
+    if (st.held->empty()) {
+      st.held.reset();
+    }
+    st.io->consumed(1);
+    bool awaits = awaits_answer(self, p);
+    on_packet(self, p);
+    if (awaits) {
+      break;
+    }
   }
-  if (st.gate && st.gate->is_paused() && !may_overtake(st.held->front())) {
-    return;  // the gate's go() sends replay_atom again
-  }
-  auto p = std::move(st.held->front());
-  st.held->pop_front();
-  if (st.held->empty()) {
-    st.held.reset();
-  }
-  st.io->consumed(1);
-  on_packet(self, p);
   if (st.held && !st.held->empty()) {
     self->send(self, replay_atom::value);
   }
