@@ -19,6 +19,12 @@ durability "batch", "sync" and "none", and Mosquitto with persistence on (it wri
 database only at autosave and shutdown, so in a run it holds everything in memory). They get a
 second table with a column per variant.
 
+fanin_q1_defaults runs fan-in QoS 1 with each broker's shipped limits instead of the large
+common ones (Tern: max_inflight 32, max_queued_messages 1000; Mosquitto: 20 and 1000), which is
+what users meet: a loss there is a loss in production. pairs_q1_10k and pairs_q1_20k run the
+pairs at twice and four times pairs_rate (full size: 10,000 and 20,000 msg/s). Every traffic
+scenario reports the broker's CPU time per delivered message beside its rate.
+
 Results go to bench/results/<date>-<host>.json and .md (host = a short machine description,
 --host-label to choose it); --no-save only prints. Binaries default to build/ of this checkout.
 Uses only the Python standard library; Linux only (/proc).
@@ -88,8 +94,12 @@ TERN_IO_THREADS = os.cpu_count() or 1
 # A broker is killed when its RSS passes this (--rss-cap-mb).
 RSS_CAP_KB = 6 * 1024 * 1024
 
-SCENARIOS = ["idle_memory", "connect", "fanin_q0", "fanin_q1", "fanout_q0", "fanout_q1",
-             "pairs_q1", "fanin_q1_durable", "pairs_q1_durable"]
+SCENARIOS = ["idle_memory", "connect", "fanin_q0", "fanin_q1", "fanin_q1_defaults",
+             "fanout_q0", "fanout_q1", "pairs_q1", "pairs_q1_10k", "pairs_q1_20k",
+             "fanin_q1_durable", "pairs_q1_durable"]
+
+# Pairs scenarios at other rates: the factor on the size's pairs_rate (full: 5,000 msg/s).
+PAIRS_RATE_FACTOR = {"pairs_q1": 1, "pairs_q1_10k": 2, "pairs_q1_20k": 4}
 
 # A broker variant: result key, column title, broker kind and its config overlay (Tern:
 # "section.key=value" overrides, value in TOML syntax; Mosquitto: config lines that replace the
@@ -117,9 +127,17 @@ def is_durable(name):
     return name.endswith("_durable")
 
 
+def is_defaults(name):
+    """Run with each broker's shipped limits instead of LIMITS (the settings users meet)."""
+    return name.endswith("_defaults")
+
+
 def base_scenario(name):
-    """The scenario whose traffic a *_durable scenario runs."""
-    return name[:-len("_durable")] if is_durable(name) else name
+    """The scenario whose traffic a *_durable or *_defaults scenario runs."""
+    for suffix in ("_durable", "_defaults"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
 
 
 def variants_for(name, kinds):
@@ -245,9 +263,10 @@ class Sampler:
 class Broker:
     """One broker process in its own temporary directory, stopped only through its PID."""
 
-    def __init__(self, kind, binary, workdir, extra):
+    def __init__(self, kind, binary, workdir, extra, limits=True):
         self.kind = kind
         self.binary = binary
+        self.limits = limits  # LIMITS, else the broker's shipped defaults
         self.dir = pathlib.Path(workdir)
         self.extra = extra  # Tern: "section.key=value" overrides; Mosquitto: config lines
         self.proc = None
@@ -270,10 +289,12 @@ class Broker:
                 "node": {"data_dir": json.dumps(str(data)),
                          "io_threads": str(TERN_IO_THREADS)},
                 "log": {"level": '"warn"'},
-                "session": {"max_inflight": str(LIMITS["max_inflight"]),
-                            "max_queued_messages": str(LIMITS["max_queued_messages"])},
                 "listeners.tcp.default": {"bind": json.dumps(f"{HOST}:{port}")},
             }
+            if self.limits:
+                sections["session"] = {
+                    "max_inflight": str(LIMITS["max_inflight"]),
+                    "max_queued_messages": str(LIMITS["max_queued_messages"])}
             for override in self.extra:  # "section.key=value", value in TOML syntax
                 name, value = override.split("=", 1)
                 section, key = name.strip().rsplit(".", 1)
@@ -297,10 +318,11 @@ class Broker:
             # tern-bench and Tern both disable Nagle; so does Mosquitto here, or its latency
             # would measure Nagle's algorithm.
             "set_tcp_nodelay true",
-            f"max_inflight_messages {LIMITS['max_inflight']}",
-            f"max_queued_messages {LIMITS['max_queued_messages']}",
             "max_connections -1",
         ]
+        if self.limits:
+            lines += [f"max_inflight_messages {LIMITS['max_inflight']}",
+                      f"max_queued_messages {LIMITS['max_queued_messages']}"]
         # A variant's lines replace the base lines of the same option. With persistence on,
         # mosquitto.db goes to the working directory, self.dir.
         replaced = {line.split()[0] for line in self.extra}
@@ -544,6 +566,8 @@ def scenario_runner(name, cfg):
     if is_durable(name):
         run = scenario_runner(base_scenario(name), cfg)
         return lambda b, c, a: run(b, c, a, ["--persistent"])
+    if is_defaults(name):
+        return scenario_runner(base_scenario(name), cfg)
     if name == "idle_memory":
         return run_idle_memory
     if name == "connect":
@@ -556,9 +580,10 @@ def scenario_runner(name, cfg):
         q = name[-1]
         return lambda b, c, a, more=(): run_traffic(b, c, a, [
             "fanout", "--subs", str(c["fanout_subs"]), "-q", q, *more])
-    if name == "pairs_q1":
+    if name in PAIRS_RATE_FACTOR:
+        rate = cfg["pairs_rate"] * PAIRS_RATE_FACTOR[name]
         return lambda b, c, a, more=(): run_traffic(b, c, a, [
-            "pairs", "--pairs", str(c["pairs"]), "-q", "1", "-r", str(c["pairs_rate"]), *more])
+            "pairs", "--pairs", str(c["pairs"]), "-q", "1", "-r", str(rate), *more])
     raise ValueError(name)
 
 
@@ -569,6 +594,11 @@ def scenario_runner(name, cfg):
 def describe(name, cfg):
     if is_durable(name):
         return describe(base_scenario(name), cfg) + ", persistent sessions"
+    if is_defaults(name):
+        return describe(base_scenario(name), cfg) + ", shipped defaults"
+    if name in PAIRS_RATE_FACTOR:
+        rate = cfg["pairs_rate"] * PAIRS_RATE_FACTOR[name]
+        return f"{cfg['pairs']} pairs, QoS 1, {rate:,} msg/s"
     return {
         "idle_memory": f"idle connections: {cfg['idle_conns']}",
         "connect": f"connect {cfg['connect_conns']} clients",
@@ -576,7 +606,6 @@ def describe(name, cfg):
         "fanin_q1": f"fan-in {cfg['fanin_pubs']}→1, QoS 1",
         "fanout_q0": f"fan-out 1→{cfg['fanout_subs']}, QoS 0",
         "fanout_q1": f"fan-out 1→{cfg['fanout_subs']}, QoS 1",
-        "pairs_q1": f"{cfg['pairs']} pairs, QoS 1, {cfg['pairs_rate']} msg/s",
     }[name]
 
 
@@ -615,9 +644,9 @@ def rows_for(name, res):
     if name == "connect":
         return [("connections/s", g("connect_rate")), ("connected", g("connected")), cpu]
     rows = [("delivered msg/s", g("received_rate")), ("published msg/s", g("sent_rate"))]
-    if name == "pairs_q1":
+    if name in PAIRS_RATE_FACTOR:
         rows += [("latency p50 ms", g("latency_p50_ms")), ("latency p99 ms", g("latency_p99_ms"))]
-    if name.endswith("_q1"):
+    if "_q1" in name:
         rows.append(("lost/dup/reordered", ldr))
     else:
         rows.append(("not delivered (QoS 0 may drop)", g("lost")))
@@ -794,7 +823,8 @@ def main():
                 workdir = pathlib.Path(tmp) / f"{name}-{key}"
                 workdir.mkdir()
                 extra = overlay + (args.tern_config if kind == "tern" else [])
-                broker = Broker(kind, binaries[kind], workdir, extra)
+                broker = Broker(kind, binaries[kind], workdir, extra,
+                                limits=not is_defaults(name))
                 load = open("/proc/loadavg").read().split()[0]
                 log(f"== {name} on {key} (load average {load})")
                 try:
