@@ -262,8 +262,8 @@ class link : public std::enable_shared_from_this<link> {
 };
 
 /// The bridge as a publisher into this node: paused by flow control when a session it
-/// delivers to (or the node's budget) is full; the bridge then stops reading the remote and
-/// holds back the PUBLISHes it has read, so the remote's window fills instead of a queue here.
+/// delivers to (or the node's budget) is full; the bridge then holds back the PUBLISHes the
+/// remote sends, unacknowledged, so the remote's window fills instead of a queue here.
 class bridge_gate final : public flow::gate {
  public:
   explicit bridge_gate(caf::actor_addr owner) : owner_(std::move(owner)) {}
@@ -397,6 +397,9 @@ void update_stats(self_ptr self) {
 }
 
 void lost(self_ptr self, const std::string& why);
+
+/// Inbound packets held while flow control pauses the bridge before it stops reading.
+constexpr std::size_t max_held_inbound = 1024;
 
 /// What the remote sends on its own (not an answer to us): held while flow control pauses.
 bool is_inbound(const mqtt::packet& p) {
@@ -775,16 +778,16 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
           return;
         }
         if (is_inbound(p) && (s.gate->is_paused() || !s.held.empty())) {
+          // Unacknowledged, so the remote's in-flight window stops it; the remote's PUBACKs
+          // for what we send it are still read (outbound keeps draining). Only a flood
+          // (QoS 0) stops the reading.
           s.held.push_back(std::move(p));
-          if (s.gate->is_paused()) {
+          if (s.held.size() >= max_held_inbound) {
             s.current->pause();
           }
           return;
         }
         apply(self, s.session->on_packet(p, clock::now()));
-        if (s.gate->is_paused() && s.current) {
-          s.current->pause();
-        }
       },
       [=](replay_atom) {
         // Let go by flow control: what was held, then read the remote again.
@@ -794,12 +797,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, broker::conte
           s.held.pop_front();
           apply(self, s.session->on_packet(p, clock::now()));
         }
-        if (s.current) {
-          if (s.gate->is_paused()) {
-            s.current->pause();
-          } else {
-            s.current->resume();
-          }
+        if (s.current && s.held.size() < max_held_inbound) {
+          s.current->resume();
         }
       },
       [=](br_opened_atom, std::uint64_t id) {

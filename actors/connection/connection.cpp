@@ -1,6 +1,7 @@
 // Connection actor: turns decoded packets into protocol actions and talks to the session.
 #include "actors/connection/connection.hpp"
 
+#include <algorithm>
 #include <deque>
 
 #include <spdlog/spdlog.h>
@@ -637,7 +638,7 @@ std::size_t route(self_ptr self, mqtt::publish&& p, broker::durable_publish* dur
   }
   auto& st = self->state;
   if (!st.gate && st.ctx->cfg.flow.high_watermark != 0) {
-    st.gate = std::make_shared<read_gate>(st.io, self->address());
+    st.gate = std::make_shared<read_gate>(st.io, self->address(), st.ctx->cfg.flow.max_pause);
   }
   return broker::dispatch(*st.ctx, make_message(self, std::move(p), is_local), false, st.gate,
                           durable, std::move(done));
@@ -1027,6 +1028,27 @@ bool awaits_answer(self_ptr self, const mqtt::packet& p) {
   return std::holds_alternative<mqtt::pubrel>(p) && is_v5(self);
 }
 
+/// While paused: handles the held acknowledgements and PINGREQs (held behind a publish that
+/// waited for the store), which may overtake the held PUBLISHes; the rest stays in order.
+void replay_overtaking(self_ptr self) {
+  auto& st = self->state;
+  while (st.held) {
+    auto it = std::find_if(st.held->begin(), st.held->end(), may_overtake);
+    if (it == st.held->end()) {
+      return;
+    }
+    auto p = std::move(*it);
+    st.held->erase(it);
+    st.io->consumed(1);
+    bool awaits = awaits_answer(self, p);
+    on_packet(self, p);
+    if (awaits) {
+      self->send(self, replay_atom::value);  // the next one after the answer
+      return;
+    }
+  }
+}
+
 /// Handles held packets once nothing holds them any more: a batch per message (up to one that
 /// awaits an answer, which holds the rest back as it would have), so that a publisher let go
 /// with hundreds held catches up quickly without starving the other actors of its worker.
@@ -1039,6 +1061,7 @@ void replay_held(self_ptr self) {
       return;
     }
     if (st.gate && st.gate->is_paused() && !may_overtake(st.held->front())) {
+      replay_overtaking(self);
       return;  // the gate's go() sends replay_atom again
     }
     auto p = std::move(st.held->front());

@@ -17,15 +17,17 @@ namespace tern::actors::connection {
 
 class read_gate final : public flow::gate {
  public:
-  read_gate(std::weak_ptr<conn_io> io, caf::actor_addr owner)
-      : io_(std::move(io)), owner_(std::move(owner)) {}
+  read_gate(std::weak_ptr<conn_io> io, caf::actor_addr owner, std::chrono::milliseconds max_pause)
+      : io_(std::move(io)), owner_(std::move(owner)), max_pause_(max_pause) {}
 
  protected:
   bool stop() override {
     auto io = io_.lock();
-    // Until let go: a session that keeps its publishers waiting while it takes nothing is
-    // closed after flow.max_pause (session_actor's stall check), which lets them go.
-    return io && io->pause_reading(std::chrono::hours(24));
+    // The socket is read again after max_pause even while the pause lasts: what it brings is
+    // then held by the actor (PUBLISH) or handled (acknowledgements), so that the
+    // acknowledgements behind a full hold still get through (two clients publishing to each
+    // other, the node's budget) instead of waiting for the stall check.
+    return io && io->pause_reading(max_pause_);
   }
   void go() override {
     if (auto io = io_.lock()) {
@@ -39,6 +41,7 @@ class read_gate final : public flow::gate {
  private:
   std::weak_ptr<conn_io> io_;
   caf::actor_addr owner_;
+  std::chrono::milliseconds max_pause_;
 };
 
 }  // namespace tern::actors::connection

@@ -139,15 +139,19 @@ void gate::check() {
   backlog_ptr next;
   {
     std::lock_guard lock{mtx_};
-    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
-                                  [](const std::weak_ptr<backlog>& w) {
-                                    auto b = w.lock();
-                                    return !b || b->is_drained();
-                                  }),
-                   waiting_.end());
-    if (!waiting_.empty()) {
-      next = waiting_.front().lock();
-    } else {
+    // The first backlog still to wait for, held while deciding (another thread may end it).
+    auto keep = waiting_.begin();
+    for (auto& w : waiting_) {
+      auto b = w.lock();
+      if (b && !b->is_drained()) {
+        if (!next) {
+          next = b;
+        }
+        *keep++ = w;
+      }
+    }
+    waiting_.erase(keep, waiting_.end());
+    if (!next) {
       // Under the lock: a concurrent pause_for either saw this release or comes after it.
       paused_.store(false, std::memory_order_release);
       go();
