@@ -5,7 +5,6 @@
 # neither node drops or queues without bound.
 
 import re
-import time
 
 import mgmt_helpers as mh
 from cluster_nodes import wait_route
