@@ -9,6 +9,8 @@ import pytest
 import conftest
 import helpers
 import mgmt_helpers
+from cluster_nodes import wait_route
+from flow_pumps import Pump, assert_exactly_once_in_order, publishes, run
 
 pytestmark = pytest.mark.skipif(helpers.is_mosquitto(), reason="bridges are a Tern feature")
 
@@ -338,13 +340,45 @@ def test_queue_survives_a_restart_of_the_bridging_node(broker, clients, graceful
     expect_sequence_once(clients, remote, "bridge-sink-2", "site1/sensors/keep", n)
 
 
+def paused_through_bridge(clients, sub_port, topic, pub_port, pub_topic, probe, pub_probe, n):
+    """A raw subscriber of `topic` on `sub_port` that does not read, and a raw publisher that
+    writes `n` QoS 1 messages to `pub_topic` on `pub_port` once the bridge's route is in place
+    (paho probes: `probe` as subscribed, `pub_probe` as published). Returns the two pumps once
+    the publisher has been paused (the subscriber's client id is sp.client_id)."""
+    sub = helpers.RawClient(sub_port, rcvbuf=4096)
+    sub_id = helpers.unique("slow")
+    sub.connect_ok(sub_id)
+    sub.subscribe([(topic, 1)])
+    sp = Pump(sub)
+    sp.client_id = sub_id
+    sp.reading = False
+    probe_sub = clients(sub_port)
+    probe_sub.subscribe(probe, qos=0)
+    wait_route(clients(pub_port), probe_sub, pub_probe)  # the bridge subscribed
+    pub = helpers.RawClient(pub_port)
+    pub.connect_ok()
+    pp = Pump(pub)
+    pp.queue(publishes(pub_topic, 0, n))
+    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=3), \
+        "the publisher was never paused"
+    return sp, pp
+
+
+def read_all(sp, pp, n):
+    """The subscriber reads: every message arrives once, in order, and nothing more."""
+    sp.reading = True
+    run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=180)
+    run([sp, pp], lambda: False, timeout=3, stall=0.5)
+    assert_exactly_once_in_order(sp.seqs, n)
+    sp.c.close()
+    pp.c.close()
+
+
 def test_slow_local_subscriber_pauses_what_the_bridge_brings_in(broker, clients):
     # Messages a bridge brings in are published here like a client's: a local subscriber that
-    # does not read fills its session to the high-water mark, then the bridge stops reading
-    # its remote (whose own publishers are paused in turn) instead of queueing everything
+    # does not read fills its session to the high-water mark, then the bridge holds back what
+    # its remote sends (whose own publishers are paused in turn) instead of queueing everything
     # here. Once the subscriber reads, every message arrives once and in order.
-    from cluster_nodes import wait_route
-    from flow_pumps import Pump, assert_exactly_once_in_order, publishes, run
     n = 5000
     remote = broker()
     local = mgmt_helpers.start(
@@ -352,30 +386,12 @@ def test_slow_local_subscriber_pauses_what_the_bridge_brings_in(broker, clients)
         **bridge_section(remote.port, [{"filter": "cmd/#", "direction": "in", "qos": 1,
                                         "local_prefix": "from-b/", "remote_prefix": "site1/"}]))
     connected(local)
-    sub = helpers.RawClient(local.port, rcvbuf=4096)
-    sub_id = helpers.unique("slow")
-    sub.connect_ok(sub_id)
-    sub.subscribe([("from-b/cmd/x", 1)])
-    sp = Pump(sub)
-    sp.reading = False
-    probe_sub = clients(local.port)
-    probe_sub.subscribe("from-b/cmd/probe", qos=0)
-    wait_route(clients(remote.port), probe_sub, "site1/cmd/probe")  # the bridge subscribed
-    pub = helpers.RawClient(remote.port)
-    pub.connect_ok()
-    pp = Pump(pub)
-    pp.queue(publishes("site1/cmd/x", 0, n))
-    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=3), \
-        "the remote's publisher was never paused"
+    sp, pp = paused_through_bridge(clients, local.port, "from-b/cmd/x", remote.port,
+                                   "site1/cmd/x", "from-b/cmd/probe", "site1/cmd/probe", n)
     api = mgmt_helpers.Api(local.http_port)
-    queued = api.get(f"/api/v1/sessions/{sub_id}")["queue_len"]
+    queued = api.get(f"/api/v1/sessions/{sp.client_id}")["queue_len"]
     assert queued <= 1100, f"{queued} messages queued for the local subscriber"
-    sp.reading = True
-    run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=120)
-    run([sp, pp], lambda: False, timeout=3, stall=0.5)
-    assert_exactly_once_in_order(sp.seqs, n)
-    sub.close()
-    pub.close()
+    read_all(sp, pp, n)
 
 
 def test_slow_remote_subscriber_pauses_local_publishers_instead_of_dropping(broker, clients):
@@ -383,8 +399,6 @@ def test_slow_remote_subscriber_pauses_local_publishers_instead_of_dropping(brok
     # (its publisher), the bridge's queue reaches the high-water mark while its remote is
     # connected, and the local publisher is paused, instead of the queue filling to max_queued
     # (10,000) and dropping. Then everything arrives once, in order.
-    from cluster_nodes import wait_route
-    from flow_pumps import Pump, assert_exactly_once_in_order, publishes, run
     n = 12000
     remote = broker(flow={"max_pause": "120s"})
     local = mgmt_helpers.start(
@@ -392,28 +406,11 @@ def test_slow_remote_subscriber_pauses_local_publishers_instead_of_dropping(brok
         **bridge_section(remote.port, [{"filter": "sensors/#", "direction": "out", "qos": 1,
                                         "remote_prefix": "site1/"}]))
     connected(local)
-    sub = helpers.RawClient(remote.port, rcvbuf=4096)
-    sub.connect_ok()
-    sub.subscribe([("site1/sensors/x", 1)])
-    sp = Pump(sub)
-    sp.reading = False
-    probe_sub = clients(remote.port)
-    probe_sub.subscribe("site1/sensors/probe", qos=0)
-    wait_route(clients(local.port), probe_sub, "sensors/probe")
-    pub = helpers.RawClient(local.port)
-    pub.connect_ok()
-    pp = Pump(pub)
-    pp.queue(publishes("sensors/x", 0, n))
-    assert not run([pp], lambda: len(pp.pubacks) == n, timeout=60, stall=3), \
-        "the local publisher was never paused"
+    sp, pp = paused_through_bridge(clients, remote.port, "site1/sensors/x", local.port,
+                                   "sensors/x", "site1/sensors/probe", "sensors/probe", n)
     api = mgmt_helpers.Api(local.http_port)
     (b,) = api.get("/api/v1/bridges")
     assert b["dropped"] == 0
     assert b["queued"] <= 1100, f"{b['queued']} queued in the bridge"
-    sp.reading = True
-    run([sp, pp], lambda: len(sp.seqs) >= n and len(pp.pubacks) == n, timeout=180)
-    run([sp, pp], lambda: False, timeout=3, stall=0.5)
-    assert_exactly_once_in_order(sp.seqs, n)
+    read_all(sp, pp, n)
     assert api.get("/api/v1/bridges")[0]["dropped"] == 0
-    sub.close()
-    pub.close()
