@@ -177,8 +177,14 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
       if (cur.session.id() == t.session.id()) {
         cur.d.q = std::max(cur.d.q, t.d.q);
         cur.d.retain = cur.d.retain || t.d.retain;
-        cur.d.subscription_ids.insert(cur.d.subscription_ids.end(),
-                                      t.d.subscription_ids.begin(), t.d.subscription_ids.end());
+        // [MQTT-3.3.4-4] every matching identifier, each once (filters of one SUBSCRIBE
+        // share its identifier).
+        auto& ids = cur.d.subscription_ids;
+        for (auto id : t.d.subscription_ids) {
+          if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+            ids.push_back(id);
+          }
+        }
       } else {
         targets[++w] = std::move(t);
       }

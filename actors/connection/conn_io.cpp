@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -22,6 +23,9 @@ namespace tern::actors::connection {
 namespace {
 
 namespace asio = boost::asio;
+
+/// How long a server-initiated close waits for the client to close its side (linger_close).
+constexpr std::chrono::seconds linger_max{2};
 using boost::system::error_code;
 
 // Packets handed to the owner but not yet processed: above high, reading pauses until the
@@ -291,6 +295,33 @@ bool conn_io::on_input(std::string_view bytes) {
          unconsumed_.load(std::memory_order_relaxed) < unconsumed_high;
 }
 
+namespace {
+
+/// The CONNACK that answers a CONNECT the decoder refused, or "" to close without one.
+/// MQTT 5 (level 5) gets the reason [MQTT-3.1.4-1] [MQTT-4.13.1-1]: 0x84 for a wrong
+/// protocol name, 0x85 for a client identifier that is not UTF-8, 0x82 or 0x81 otherwise. An
+/// unsupported level gets 0x01 in the 3.1.1 format [MQTT-3.1.2-2] (a client of another level
+/// reads it as a refusal too); any other 3.1/3.1.1 CONNECT is closed without [MQTT-3.1.4-1].
+std::string refusal_of(const proto::mqtt::decode_error& e) {
+  using rc = proto::mqtt::reason_code;
+  std::string out;
+  if (e.connect_level == 5) {
+    proto::mqtt::connack ack;
+    auto code = e.code;
+    if (code != rc::unsupported_protocol_version && code != rc::client_identifier_not_valid &&
+        code != rc::protocol_error && code != rc::packet_too_large) {
+      code = rc::malformed_packet;
+    }
+    ack.reason = static_cast<std::uint8_t>(code);
+    proto::mqtt::encode(ack, proto::mqtt::protocol_version::v5, out);
+  } else if (e.code == rc::unsupported_protocol_version && !e.bad_protocol_name) {
+    out.assign("\x20\x02\x00\x01", 4);
+  }
+  return out;
+}
+
+}  // namespace
+
 bool conn_io::decode_buffered(clock::time_point now) {
   proto::mqtt::packet p;
   for (;;) {
@@ -303,11 +334,12 @@ bool conn_io::decode_buffered(clock::time_point now) {
       spdlog::info("conn {} {}: bad packet ({:#04x} {}), closing", id_, peer(),
                    static_cast<unsigned>(e.code), e.detail);
       std::string answer;
-      if (e.code == proto::mqtt::reason_code::unsupported_protocol_version) {
-        // [MQTT-3.1.2-2] answer an unknown protocol level with CONNACK 0x01, then close.
-        answer.assign("\x20\x02\x00\x01", 4);
-      } else if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_) {
-        // [MQTT-4.13.1-1] a v5 peer is told why before the connection closes.
+      if (e.in_connect) {
+        answer = refusal_of(e);
+      } else if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_ &&
+                 may_disconnect_.load(std::memory_order_relaxed)) {
+        // [MQTT-4.13.1-1] a v5 peer is told why before the connection closes, once it has
+        // its CONNACK: nothing else may come first [MQTT-3.2.0-1].
         proto::mqtt::disconnect d;
         d.reason = static_cast<std::uint8_t>(e.code);
         proto::mqtt::encode(d, proto::mqtt::protocol_version::v5, answer);
@@ -584,7 +616,7 @@ void conn_io::flush() {
     }
   }
   if (close_now) {
-    do_close(reason);
+    do_close(reason, linger_);
     return;
   }
   if (!writing_.empty()) {
@@ -621,6 +653,9 @@ void conn_io::close(std::string reason, bool flush_first) {
     std::lock_guard lock{out_mtx_};
     // From here send() refuses: nothing may follow a close on the wire (say a PUBLISH written
     // directly after the DISCONNECT that closes the connection [MQTT-3.14.4-1]).
+    if (!close_after_flush_) {
+      linger_ = flush_first;
+    }
     close_after_flush_ = true;
     if (flush_first && write_pending_) {
       close_reason_ = std::make_unique<std::string>(std::move(reason));
@@ -628,7 +663,9 @@ void conn_io::close(std::string reason, bool flush_first) {
     }
   }
   asio::post(transport_->socket().get_executor(),
-             [self, reason = std::move(reason)] { self->do_close(reason); });
+             [self, reason = std::move(reason), flush_first] {
+               self->do_close(reason, flush_first);
+             });
 }
 
 void conn_io::close_for_shutdown(const std::string& v5_disconnect) {
@@ -638,16 +675,19 @@ void conn_io::close_for_shutdown(const std::string& v5_disconnect) {
   close("server shutting down", true);
 }
 
-void conn_io::do_close(const std::string& reason) {
+void conn_io::do_close(const std::string& reason, bool linger) {
   // Runs on the io thread only.
   bool was_closed;
   {
     // Under out_mtx_: send() may be writing to the descriptor directly (write_directly).
     std::lock_guard lock{out_mtx_};
     was_closed = closed_.exchange(true);
-    if (!was_closed) {
+    if (!was_closed && !linger) {
       transport_->close();
     }
+  }
+  if (!was_closed && linger) {
+    linger_close();
   }
   if (!was_closed) {
     if (limits_) {
@@ -664,6 +704,55 @@ void conn_io::do_close(const std::string& reason) {
     caf::anon_send(owner_, closed_atom::value, reason);
     owner_ = caf::actor{};
   }
+}
+
+void conn_io::linger_close() {
+  auto& sock = transport_->socket();
+  error_code ec;
+  // The transport's own read completes as aborted (and finds the connection closed).
+  sock.cancel(ec);
+  sock.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (!ec) {
+    sock.non_blocking(true, ec);
+  }
+  if (ec) {
+    transport_->close();
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(sock.get_executor(), linger_max);
+  auto self = shared_from_this();
+  timer->async_wait([self, timer](error_code e) {
+    if (e != asio::error::operation_aborted) {
+      self->transport_->close();  // the drain's wait completes aborted and stops
+    }
+  });
+  drain_lingering(std::move(timer));
+}
+
+void conn_io::drain_lingering(std::shared_ptr<asio::steady_timer> timer) {
+  auto self = shared_from_this();
+  transport_->socket().async_wait(
+      asio::ip::tcp::socket::wait_read, [self, timer = std::move(timer)](error_code ec) mutable {
+        auto& sock = self->transport_->socket();
+        if (ec || !sock.is_open()) {
+          return;  // closed by the timer
+        }
+        thread_local std::array<char, 16 * 1024> scratch;  // discarded input
+        for (;;) {
+          error_code rec;
+          auto n = sock.read_some(asio::buffer(scratch), rec);
+          if (rec == asio::error::would_block || rec == asio::error::try_again) {
+            break;
+          }
+          if (rec || n == 0) {
+            // The client closed (or reset): nothing unread is left to cause a reset.
+            timer->cancel();
+            self->transport_->close();
+            return;
+          }
+        }
+        self->drain_lingering(std::move(timer));
+      });
 }
 
 }  // namespace tern::actors::connection

@@ -19,6 +19,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <caf/actor.hpp>
 
 #include "actors/listener/peer_address.hpp"
@@ -71,7 +72,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   bool is_congested() const { return backlog_.load(std::memory_order_relaxed) > max_send_; }
 
   /// Closes the socket after pending writes are flushed (or at once when `flush` is false).
-  /// The owner then receives closed_atom exactly once.
+  /// The owner then receives closed_atom exactly once. A flushed close lingers (see
+  /// linger_close): the client reads what was written last even while it is still sending.
   void close(std::string reason, bool flush = true);
 
   /// The client speaks MQTT 5 and has its CONNACK: it may be sent DISCONNECT [MQTT-3.14.0-1].
@@ -148,7 +150,15 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// send() on a quiet plain TCP connection: writes on the calling thread (no hop to the io
   /// thread). Returns the bytes written; called with out_mtx_ held and no write pending.
   std::size_t write_directly(const std::string& bytes);
-  void do_close(const std::string& reason);
+  /// Ends the connection (once) and tells the owner. With `linger` the socket is not closed
+  /// at once: see linger_close().
+  void do_close(const std::string& reason, bool linger = false);
+  /// A server-initiated close after the last packet (DISCONNECT, refusing CONNACK) is
+  /// written: shuts the write side, then reads and discards input until the client closes,
+  /// for at most linger_max, and closes. Closing with unread input would make the kernel
+  /// send RST, and a client still sending would see a reset instead of that last packet.
+  void linger_close();
+  void drain_lingering(std::shared_ptr<boost::asio::steady_timer> timer);
   std::string cert_field(const std::string& which) const;
 
   std::unique_ptr<listener::transport> transport_;
@@ -170,6 +180,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   bool write_pending_ = false;  // guarded by out_mtx_
   bool close_after_flush_ = false;
   bool can_write_directly_ = false;  // plain TCP: send() may write on the caller's thread
+  bool linger_ = false;  // guarded by out_mtx_: the close was asked with flush (see close())
   std::uint32_t last_direct_us_ = 0;  // guarded by out_mtx_: clock of the last direct write
   std::unique_ptr<std::string> close_reason_;  // only once a close waits for a flush
   std::atomic<std::size_t> backlog_{0};

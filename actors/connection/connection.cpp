@@ -69,14 +69,22 @@ struct connection_state {
   // (everything), or while flow control pauses the client (all but acknowledgements).
   std::unique_ptr<std::deque<mqtt::packet>> held;
   bool is_persistent = false;  // the session outlives the connection, and the store is durable
+  std::uint32_t max_packet_out = 0;  // v5: the client's Maximum Packet Size, 0: none
   static inline const char* name = "connection";
 };
 
 using self_ptr = caf::stateful_actor<connection_state>*;
 
+/// Writes a control packet, within the client's Maximum Packet Size: without its Reason
+/// String and User Properties if need be, not at all if it still does not fit.
 void write(self_ptr self, const mqtt::packet& p) {
   std::string bytes;
-  mqtt::encode(p, self->state.version, bytes);
+  if (!mqtt::encode_within(p, self->state.version, self->state.max_packet_out, bytes)) {
+    spdlog::debug("client {}: {} larger than its Maximum Packet Size {}, not sent",
+                  self->state.client_id, mqtt::to_string(mqtt::type_of(p)),
+                  self->state.max_packet_out);
+    return;
+  }
   self->state.io->send(std::move(bytes));
 }
 
@@ -366,6 +374,9 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   }
   st.version = c.version;
   st.io->set_version(c.version);
+  if (c.version == protocol_version::v5) {
+    st.max_packet_out = c.props.maximum_packet_size.value_or(0);
+  }
   const auto& cfg = st.ctx->cfg;
   // TLS listeners may take the username / client id from the client certificate.
   if (auto u = st.io->cert_username(); !u.empty()) {
@@ -530,7 +541,7 @@ void ack_when_stored(self_ptr self, std::uint64_t token, const mqtt::packet& ack
                      std::uint16_t id, mqtt::qos q, bool deferred) {
   auto& d = *self->state.durable;
   durable_acks::entry e;
-  mqtt::encode(ack, self->state.version, e.bytes);
+  mqtt::encode_within(ack, self->state.version, self->state.max_packet_out, e.bytes);
   e.packet_id = id;
   e.q = q;
   e.deferred = deferred;
@@ -556,8 +567,9 @@ void send_ack_bytes(self_ptr self, std::string bytes) {
 
 void send_ack(self_ptr self, const mqtt::packet& p) {
   std::string bytes;
-  mqtt::encode(p, self->state.version, bytes);
-  send_ack_bytes(self, std::move(bytes));
+  if (mqtt::encode_within(p, self->state.version, self->state.max_packet_out, bytes)) {
+    send_ack_bytes(self, std::move(bytes));
+  }
 }
 
 /// A publish the store could not take: MQTT 5 says so in its acknowledgement (0x80), an

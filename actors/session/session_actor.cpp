@@ -211,7 +211,10 @@ void on_stall_check(self_ptr self, std::uint32_t drains) {
       mqtt::disconnect d;
       d.reason = static_cast<std::uint8_t>(mqtt::reason_code::quota_exceeded);
       d.props.reason_string = "not reading while publishers wait";
-      st.io->send(mqtt::encode(d, st.version));
+      std::string bytes;
+      if (mqtt::encode_within(d, st.version, st.max_packet_size, bytes)) {
+        st.io->send(std::move(bytes));
+      }
     }
     st.io->close("stalled subscriber (flow.max_pause)");
     return;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <type_traits>
 #include <utility>
 
 #include "proto/mqtt/topic.hpp"
@@ -111,6 +112,8 @@ class reader {
 
   std::size_t left() const { return static_cast<std::size_t>(end_ - p_); }
   bool at_end() const { return p_ == end_; }
+
+  decode_error& error() { return *err_; }
 
   bool fail(reason_code code, std::string detail) {
     err_->code = code;
@@ -556,6 +559,12 @@ decode_status read_fixed_header(std::string_view in, protocol_version v,
   return decode_status::ok;
 }
 
+/// Whether packet type T carries MQTT 5 properties.
+template <class T, class = void>
+struct has_props : std::false_type {};
+template <class T>
+struct has_props<T, std::void_t<decltype(std::declval<T&>().props)>> : std::true_type {};
+
 // -- packet bodies --
 
 bool read_protocol(reader& r, protocol_version& version) {
@@ -563,12 +572,16 @@ bool read_protocol(reader& r, protocol_version& version) {
   if (!r.binary(name, "protocol name")) {
     return false;
   }
-  if (name != "MQTT" && name != "MQIsdp") {
-    return r.fail(reason_code::protocol_error, "unknown protocol name [MQTT-3.1.2-1]");
-  }
   std::uint8_t level = 0;
   if (!r.u8(level, "protocol level")) {
     return false;
+  }
+  r.error().connect_level = level;
+  if (name != "MQTT" && name != "MQIsdp") {
+    // MQTT 5 lets the server answer CONNACK 0x84; 3.1.1 closes without one [MQTT-3.1.4-1].
+    r.error().bad_protocol_name = true;
+    return r.fail(reason_code::unsupported_protocol_version,
+                  "unknown protocol name [MQTT-3.1.2-1]");
   }
   const bool is_mqtt = name == "MQTT";
   if ((is_mqtt && (level == 4 || level == 5)) || (!is_mqtt && level == 3)) {
@@ -613,9 +626,16 @@ bool read_connect(reader& r, connect& c) {
                 !check_authentication(r, c.props))) {
     return false;
   }
-  if (!r.utf8(c.client_id, "client identifier")) {
+  std::string_view id;
+  if (!r.binary(id, "client identifier")) {
     return false;
   }
+  if (!is_valid_utf8(id)) {
+    // v5: CONNACK 0x85 (Client Identifier not valid) rather than only "malformed".
+    return r.fail(is_v5 ? reason_code::client_identifier_not_valid : reason_code::malformed_packet,
+                  "client identifier is not valid MQTT UTF-8 [MQTT-1.5.4-1]");
+  }
+  c.client_id.assign(id);
   if (has_will) {
     auto& w = c.will_msg.emplace();
     w.q = static_cast<qos>(will_qos);
@@ -1295,6 +1315,9 @@ decode_status decode_one(std::string_view in, protocol_version version,
                          std::uint32_t max_packet_size, packet& out, std::size_t& consumed,
                          decode_error& err) {
   consumed = 0;
+  err.in_connect = false;
+  err.connect_level = 0;
+  err.bad_protocol_name = false;
   fixed_header h;
   const decode_status st = read_fixed_header(in, version, max_packet_size, h, err);
   if (st != decode_status::ok) {
@@ -1304,6 +1327,7 @@ decode_status decode_one(std::string_view in, protocol_version version,
     return decode_status::need_more;
   }
   reader r(in.data() + h.header_size, h.remaining, err);
+  err.in_connect = h.type == packet_type::connect;
   if (!read_body(h, version, r, out)) {
     err.detail = std::string(to_string(h.type)) + ": " + err.detail;
     return decode_status::error;
@@ -1379,6 +1403,44 @@ std::string encode(const packet& p, protocol_version version) {
   std::string out;
   encode(p, version, out);
   return out;
+}
+
+bool encode_within(const packet& p, protocol_version version, std::uint32_t max,
+                   std::string& out) {
+  const auto start = out.size();
+  encode(p, version, out);
+  if (max == 0 || out.size() - start <= max) {
+    return true;
+  }
+  out.resize(start);
+  if (version != protocol_version::v5) {
+    return false;
+  }
+  packet lean = p;
+  bool stripped = std::visit(
+      [](auto& x) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, publish> ||
+                      std::is_same_v<std::decay_t<decltype(x)>, connect>) {
+          return false;  // their properties are the message's own
+        } else if constexpr (has_props<std::decay_t<decltype(x)>>::value) {
+          bool any = x.props.reason_string.has_value() || !x.props.user_properties.empty();
+          x.props.reason_string.reset();
+          x.props.user_properties.clear();
+          return any;
+        } else {
+          return false;
+        }
+      },
+      lean);
+  if (!stripped) {
+    return false;
+  }
+  encode(lean, version, out);
+  if (out.size() - start > max) {
+    out.resize(start);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace tern::proto::mqtt

@@ -21,6 +21,11 @@ inline constexpr std::uint32_t default_max_packet_size = 1024 * 1024;
 struct decode_error {
   reason_code code = reason_code::malformed_packet;
   std::string detail;
+  /// The packet that failed was a CONNECT; `connect_level` is the protocol level it named
+  /// (0 when it was not read). The server answers such a CONNECT with a CONNACK.
+  bool in_connect = false;
+  std::uint8_t connect_level = 0;
+  bool bad_protocol_name = false;  ///< CONNECT named neither "MQTT" nor "MQIsdp"
 };
 
 /// Result of decoding one packet from a contiguous buffer.
@@ -87,5 +92,13 @@ void encode(const packet& p, protocol_version version, std::string& out);
 
 /// Convenience: the wire bytes of `p`.
 std::string encode(const packet& p, protocol_version version);
+
+/// As encode(), for a peer whose Maximum Packet Size is `max` (0: none): an MQTT 5 packet
+/// that would be larger goes without its Reason String and User Properties, which the
+/// sender must drop rather than exceed the maximum [MQTT-3.1.2-24] [MQTT-3.1.2-25]
+/// [MQTT-3.2.2-19] [MQTT-3.14.2-3]. Returns false when it is still too large (the caller
+/// does not send it).
+bool encode_within(const packet& p, protocol_version version, std::uint32_t max,
+                   std::string& out);
 
 }  // namespace tern::proto::mqtt

@@ -700,8 +700,68 @@ TEST_CASE("error: packet identifier 0", "[codec][error]") {
 }
 
 TEST_CASE("error: CONNECT with a bad protocol name", "[codec][error]") {
-  check_error(wire({0x10, 12, 0, 4, "MQTX", 4, 0x02, 0, 0, 0, 0}), v311,
-              reason_code::protocol_error);
+  // [MQTT-3.1.2-1] refused as an unsupported protocol; the level is kept for the answer.
+  auto err = decode_fail(wire({0x10, 12, 0, 4, "MQTX", 5, 0x02, 0, 0, 0, 0}), v311);
+  CHECK(static_cast<int>(err.code) == static_cast<int>(reason_code::unsupported_protocol_version));
+  CHECK(err.in_connect);
+  CHECK(err.bad_protocol_name);
+  CHECK(err.connect_level == 5);
+}
+
+TEST_CASE("error: a failed CONNECT says so, other packets do not", "[codec][error]") {
+  auto level = decode_fail(wire({0x10, 12, 0, 4, "MQTT", 6, 0x02, 0, 0, 0, 0}), v311);
+  CHECK(level.in_connect);
+  CHECK_FALSE(level.bad_protocol_name);
+  CHECK(level.connect_level == 6);
+  // A reserved flag in a v5 CONNECT: level 5 is known, so the server can answer CONNACK.
+  auto flags = decode_fail(wire({0x10, 13, 0, 4, "MQTT", 5, 0x03, 0, 0, 0, 0, 0}), v311);
+  CHECK(flags.in_connect);
+  CHECK(flags.connect_level == 5);
+  auto pub = decode_fail(wire({0x36, 3, 0, 1, "a"}), v5);
+  CHECK_FALSE(pub.in_connect);
+  // A decoder that read a CONNECT reports a later bad fixed header as not in CONNECT.
+  decoder dec;
+  dec.feed(wire({0x10, 13, 0, 4, "MQTT", 5, 0x02, 0, 0, 0, 0, 0}));
+  dec.feed(wire({0x82, 0x80, 0x00}));  // SUBSCRIBE, non-minimal remaining length
+  packet p;
+  REQUIRE(dec.next(p) == decode_status::ok);
+  REQUIRE(dec.next(p) == decode_status::error);
+  CHECK_FALSE(dec.error().in_connect);
+}
+
+TEST_CASE("error: v5 CONNECT with a client identifier that is not UTF-8", "[codec][error]") {
+  // [MQTT-3.1.3-5] v5 answers CONNACK 0x85; 3.1.1 calls the packet malformed.
+  check_error(wire({0x10, 16, 0, 4, "MQTT", 5, 0x02, 0, 0, 0, 0, 3, "a", 0, "b"}), v311,
+              reason_code::client_identifier_not_valid);
+  check_error(wire({0x10, 15, 0, 4, "MQTT", 4, 0x02, 0, 0, 0, 3, "a", 0, "b"}), v311,
+              reason_code::malformed_packet);
+}
+
+TEST_CASE("encode_within: drops Reason String and User Properties to fit", "[codec]") {
+  disconnect d;
+  d.reason = 0x93;
+  d.props.reason_string = "too many QoS 2 messages awaiting PUBREL";
+  d.props.user_properties.push_back({"k", "v"});
+  std::string full;
+  REQUIRE(encode_within(d, v5, 0, full));
+  CHECK(full == encode(d, v5));
+  std::string lean;
+  REQUIRE(encode_within(d, v5, 12, lean));  // [MQTT-3.1.2-24] [MQTT-3.14.2-3]
+  CHECK(lean.size() <= 12);
+  auto back = std::get<disconnect>(decode_ok(lean, v5));
+  CHECK(back.reason == 0x93);
+  CHECK_FALSE(back.props.reason_string);
+  CHECK(back.props.user_properties.empty());
+  std::string none = "keep";
+  CHECK_FALSE(encode_within(d, v5, 2, none));  // not even the reason code fits
+  CHECK(none == "keep");
+  // A PUBLISH is never stripped: its properties belong to the message.
+  publish p;
+  p.topic = "t";
+  p.props.user_properties.push_back({"key", "value"});
+  std::string out;
+  CHECK_FALSE(encode_within(p, v5, 8, out));
+  CHECK(out.empty());
 }
 
 TEST_CASE("error: CONNECT with an unknown protocol level", "[codec][error]") {
