@@ -15,8 +15,11 @@ packages=(
   mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest python3-yaml
   # tools the tests use
   procps iproute2 openssl
-  # headless browser for the dashboard test
+  # headless browser for the dashboard and MQTT.js-over-WebSocket tests
   chromium
+  # client libraries of the interoperability tests: Paho C (its samples, and a driver built
+  # with gcc at test time) and Node.js for MQTT.js (installed from npm below)
+  libpaho-mqtt-dev paho.mqtt.c-examples gcc nodejs
 )
 
 missing=()
@@ -26,14 +29,25 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#packages[@]} packages present"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+updated=0
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+else
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  updated=1
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm comes with some Node.js builds and is a package of its own in Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+  [ "$updated" -eq 1 ] || $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends npm
+fi
+
+# MQTT.js, pinned by test/interop/package-lock.json, into test/interop/node_modules (ignored
+# by git).
+npm ci --prefix "$(dirname "$0")/../test/interop" --no-audit --no-fund --loglevel=error
