@@ -337,7 +337,7 @@ bool conn_io::decode_buffered(clock::time_point now) {
       if (e.in_connect) {
         answer = refusal_of(e);
       } else if (dec_.version() == proto::mqtt::protocol_version::v5 && owner_ &&
-                 may_disconnect_.load(std::memory_order_relaxed)) {
+                 may_disconnect_.load(std::memory_order_acquire)) {
         // [MQTT-4.13.1-1] a v5 peer is told why before the connection closes, once it has
         // its CONNACK: nothing else may come first [MQTT-3.2.0-1].
         proto::mqtt::disconnect d;
@@ -514,7 +514,13 @@ void conn_io::resume_reading() {
   }
 }
 
-bool conn_io::send(std::string bytes) {
+bool conn_io::send_connack(std::string bytes, bool allow_disconnect) {
+  return send_impl(std::move(bytes), allow_disconnect);
+}
+
+bool conn_io::send(std::string bytes) { return send_impl(std::move(bytes), false); }
+
+bool conn_io::send_impl(std::string bytes, bool allow_disconnect) {
   if (bytes.empty()) {
     return true;
   }
@@ -523,6 +529,11 @@ bool conn_io::send(std::string bytes) {
     std::lock_guard lock{out_mtx_};
     if (closed_ || close_after_flush_) {
       return false;
+    }
+    if (allow_disconnect) {
+      // Set under the lock that orders writes: a DISCONNECT the io thread sends once it sees
+      // this (send() takes the lock) goes out after these bytes.
+      may_disconnect_.store(true, std::memory_order_release);
     }
     auto backlog = backlog_.fetch_add(bytes.size()) + bytes.size();
     if (backlog > 2 * static_cast<std::size_t>(max_send_)) {
@@ -669,7 +680,7 @@ void conn_io::close(std::string reason, bool flush_first) {
 }
 
 void conn_io::close_for_shutdown(const std::string& v5_disconnect) {
-  if (may_disconnect_.load(std::memory_order_relaxed)) {
+  if (may_disconnect_.load(std::memory_order_acquire)) {
     send(v5_disconnect);
   }
   close("server shutting down", true);

@@ -68,6 +68,11 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// Queues bytes for writing. Returns false, and closes the connection, when the client has
   /// let more than twice max_send_buffer pile up unread.
   bool send(std::string bytes);
+  /// Sends the CONNACK. For an MQTT 5 client (`allow_disconnect`) DISCONNECT is allowed from
+  /// the same moment, under the write lock: a bad packet the client sends as soon as it reads
+  /// the CONNACK is answered with a reason code [MQTT-4.13.1-1], and nothing precedes the
+  /// CONNACK [MQTT-3.2.0-1].
+  bool send_connack(std::string bytes, bool allow_disconnect);
   /// Whether the unsent backlog is over max_send_buffer (QoS 0 may then be dropped).
   bool is_congested() const { return backlog_.load(std::memory_order_relaxed) > max_send_; }
 
@@ -76,8 +81,6 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// linger_close): the client reads what was written last even while it is still sending.
   void close(std::string reason, bool flush = true);
 
-  /// The client speaks MQTT 5 and has its CONNACK: it may be sent DISCONNECT [MQTT-3.14.0-1].
-  void allow_disconnect() { may_disconnect_.store(true, std::memory_order_relaxed); }
   /// Node shutdown: writes `v5_disconnect` to an MQTT 5 client that may be sent one, then
   /// closes once it is written (the node closes what is still open after a grace period).
   void close_for_shutdown(const std::string& v5_disconnect);
@@ -131,6 +134,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
  private:
   struct limits;
 
+  bool send_impl(std::string bytes, bool allow_disconnect);
   void read_proxy_header();
   void start_transport();
   void wait_readable();

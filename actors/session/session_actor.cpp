@@ -855,10 +855,7 @@ open_reply on_attach(self_ptr self, open_request& req, bool present) {
   }
   std::string bytes;
   mqtt::encode(ack, st.version, bytes);
-  st.io->send(std::move(bytes));
-  if (st.version == mqtt::protocol_version::v5) {
-    st.io->allow_disconnect();
-  }
+  st.io->send_connack(std::move(bytes), st.version == mqtt::protocol_version::v5);
   out_list out;
   st.s.resume(clock::now(), out);
   write_out(self, out);
