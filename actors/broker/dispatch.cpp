@@ -177,14 +177,11 @@ std::size_t deliver(context& ctx, const message_ptr& m, bool subscribers,
       if (cur.session.id() == t.session.id()) {
         cur.d.q = std::max(cur.d.q, t.d.q);
         cur.d.retain = cur.d.retain || t.d.retain;
-        // [MQTT-3.3.4-4] every matching identifier, each once (filters of one SUBSCRIBE
-        // share its identifier).
-        auto& ids = cur.d.subscription_ids;
-        for (auto id : t.d.subscription_ids) {
-          if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
-            ids.push_back(id);
-          }
-        }
+        // [MQTT-3.3.4-4] the identifiers of all matching subscriptions. Two with the same
+        // identifier (say two filters of one SUBSCRIBE) give it twice: "the PUBLISH packet will
+        // carry multiple identical Subscription Identifiers" (3.3.4).
+        cur.d.subscription_ids.insert(cur.d.subscription_ids.end(),
+                                      t.d.subscription_ids.begin(), t.d.subscription_ids.end());
       } else {
         targets[++w] = std::move(t);
       }

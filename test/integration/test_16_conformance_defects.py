@@ -108,7 +108,10 @@ def test_overlapping_subscriptions_one_without_identifier(broker):
     assert got[0].all("subscription_identifier") == [7], got[0]
 
 
-def test_one_subscribe_two_filters_same_identifier_sends_it_once(broker):
+def test_one_subscribe_two_filters_same_identifier_carries_it_twice(broker):
+    """Two matching subscriptions with the same identifier: [MQTT-3.3.4-4] wants the ids of
+    all matching subscriptions, and 3.3.4 says the PUBLISH then "will carry multiple identical
+    Subscription Identifiers". One copy, the id twice."""
     b = broker()
     base = unique("ids")
     c = raw5(b.port)
@@ -116,7 +119,7 @@ def test_one_subscribe_two_filters_same_identifier_sends_it_once(broker):
     pub = raw5(b.port)
     pub.publish_acked(base, b"x", qos=1)
     got = c.receive_publishes(1)
-    assert got[0].all("subscription_identifier") == [2333], got[0]
+    assert got[0].all("subscription_identifier") == [2333, 2333], got[0]
     c.expect_no_packet(0.5)
 
 
@@ -408,3 +411,14 @@ def test_malformed_packet_right_behind_connect_gets_no_disconnect_first(broker):
         s.close()
         if got:
             assert got[0] == 0x20, f"first packet is not CONNACK: {got!r}"
+
+
+def test_malformed_packet_sent_on_reading_the_connack_gets_disconnect_0x81(broker):
+    """A client that sends a bad packet as soon as it reads its CONNACK is told why
+    [MQTT-4.13.1-1]: DISCONNECT was allowed only after the CONNACK was handed to the socket,
+    so a packet read in between was closed on without one."""
+    b = broker()
+    for i in range(30):
+        c = raw5(b.port, unique("race"))
+        c.send(publish5(b"a/\xed\xa0\x80", b"x"))  # ill-formed UTF-8: malformed
+        c.expect_disconnect(0x81)
