@@ -419,7 +419,9 @@ def test_dockerfile_copies_existing_paths_and_builds_with_setup_packages():
     build = set(apt_packages(stages[0][1]))
     test_only = {"clang", "libclang-rt-14-dev", "catch2", "postgresql", "mosquitto",
                  "mosquitto-clients", "python3", "python3-paho-mqtt", "python3-pytest",
-                 "python3-yaml", "procps", "iproute2", "openssl", "chromium"}
+                 "python3-yaml", "procps", "iproute2", "openssl", "chromium",
+                 # interoperability clients (the Paho C driver is compiled with gcc)
+                 "libpaho-mqtt-dev", "paho.mqtt.c-examples", "gcc", "nodejs"}
     missing = [p for p in setup_packages() if p not in test_only and p not in build]
     assert not missing, f"build stage lacks packages of scripts/setup.sh: {missing}"
     run = " ".join(stages[0][1])
