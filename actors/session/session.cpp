@@ -13,16 +13,35 @@ void session::set_receive_maximum(std::uint32_t n) {
 
 void session::resume(clock::time_point now, out_list& out) {
   online_ = true;
-  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in original order.
+  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in original order;
+  // each counts against the client's Receive Maximum until PUBACK / PUBCOMP [MQTT-3.3.4-9].
   for (auto& e : inflight_) {
-    e.sent_at = now;
-    if (e.ph == phase::wait_pubcomp) {
-      out.emplace_back(out_pubrel{e.id});
-    } else {
-      out.emplace_back(out_publish{e.id, true, e.d});
+    e.unsent = true;
+  }
+  unsent_ = static_cast<std::uint32_t>(inflight_.size());
+  drain(now, out);
+}
+
+void session::resend(inflight_entry& e, clock::time_point now, out_list& out) {
+  e.sent_at = now;
+  if (e.ph == phase::wait_pubcomp) {
+    out.emplace_back(out_pubrel{e.id});
+  } else {
+    out.emplace_back(out_publish{e.id, true, e.d});
+  }
+}
+
+void session::resend_unsent(clock::time_point now, out_list& out) {
+  for (auto& e : inflight_) {
+    if (unsent_ == 0 || inflight_.size() - unsent_ >= window_) {
+      return;
+    }
+    if (e.unsent) {
+      e.unsent = false;
+      --unsent_;
+      resend(e, now, out);
     }
   }
-  drain(now, out);
 }
 
 void session::note_sent(const inflight_entry& e) {
@@ -121,7 +140,11 @@ deliver_result session::enqueue(delivery d) {
 }
 
 void session::drain(clock::time_point now, out_list& out) {
-  if (!online_ || !queue_) {
+  if (!online_) {
+    return;
+  }
+  resend_unsent(now, out);
+  if (!queue_) {
     return;
   }
   auto& q = *queue_;
@@ -178,6 +201,9 @@ session::inflight_entry* session::find(std::uint16_t id) {
 }
 
 void session::erase(std::uint16_t id) {
+  if (auto* e = find(id); e != nullptr && e->unsent) {
+    --unsent_;
+  }
   inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(),
                                  [id](const inflight_entry& e) { return e.id == id; }),
                   inflight_.end());
@@ -201,6 +227,11 @@ bool session::on_pubrec(std::uint16_t id, clock::time_point now, out_list& out) 
   }
   if (e->ph == phase::wait_puback) {
     return false;
+  }
+  if (e->unsent) {
+    // Its PUBREC from the client, before the resend: the PUBREL goes now.
+    e->unsent = false;
+    --unsent_;
   }
   // A repeated PUBREC (after our PUBREL was lost) is answered with PUBREL again.
   if (e->ph != phase::wait_pubcomp) {
@@ -242,6 +273,9 @@ std::vector<delivery> session::take_shared(const std::string* key) {
   };
   for (auto i = inflight_.begin(); i != inflight_.end();) {
     if (i->ph != phase::wait_pubcomp && wanted(i->d)) {
+      if (i->unsent) {
+        --unsent_;
+      }
       note_removed(i->d);
       out.push_back(std::move(i->d));
       i = inflight_.erase(i);
@@ -275,15 +309,10 @@ void session::retry(clock::time_point now, out_list& out) {
     return;
   }
   for (auto& e : inflight_) {
-    if (now - e.sent_at < cfg_.retry_interval) {
+    if (e.unsent || now - e.sent_at < cfg_.retry_interval) {
       continue;
     }
-    e.sent_at = now;
-    if (e.ph == phase::wait_pubcomp) {
-      out.emplace_back(out_pubrel{e.id});
-    } else {
-      out.emplace_back(out_publish{e.id, true, e.d});
-    }
+    resend(e, now, out);
   }
 }
 
@@ -291,11 +320,16 @@ std::optional<clock::time_point> session::next_retry() const {
   if (!online_ || inflight_.empty() || cfg_.retry_interval.count() == 0) {
     return std::nullopt;
   }
-  auto oldest = inflight_.front().sent_at;
+  std::optional<clock::time_point> oldest;
   for (auto& e : inflight_) {
-    oldest = std::min(oldest, e.sent_at);
+    if (!e.unsent && (!oldest || e.sent_at < *oldest)) {
+      oldest = e.sent_at;
+    }
   }
-  return oldest + cfg_.retry_interval;
+  if (!oldest) {
+    return std::nullopt;
+  }
+  return *oldest + cfg_.retry_interval;
 }
 
 rel_result session::await_rel(std::uint16_t id, clock::time_point now) {
@@ -394,6 +428,7 @@ session::snapshot session::save() const {
 void session::restore(snapshot s, clock::time_point now) {
   online_ = false;
   inflight_.clear();
+  unsent_ = 0;
   queue_.reset();
   queued_qos0_ = 0;
   awaiting_rel_.reset();

@@ -105,7 +105,9 @@ class session {
   explicit session(const settings& s);
 
   /// The client (re)connected: resends the inflight window in order (PUBLISH with DUP, or
-  /// PUBREL), then fills the window from the queue. [MQTT-4.4.0-1]
+  /// PUBREL), then fills the window from the queue. [MQTT-4.4.0-1] A window narrower than
+  /// what is inflight (a smaller Receive Maximum this time) resends the oldest that fit and
+  /// the rest, in order, as acknowledgements free room [MQTT-3.3.4-9].
   void resume(clock::time_point now, out_list& out);
 
   /// The client's Receive Maximum: at most this many QoS 1/2 messages unacknowledged at once
@@ -184,11 +186,15 @@ class session {
     phase ph;
     clock::time_point sent_at;
     delivery d;
+    bool unsent = false;  // from an earlier connection, not yet resent on this one
   };
 
   std::uint16_t next_packet_id();
   void send_new(delivery d, clock::time_point now, out_list& out);
   void drain(clock::time_point now, out_list& out);
+  /// Resends unsent inflight entries, oldest first, while the window has room.
+  void resend_unsent(clock::time_point now, out_list& out);
+  void resend(inflight_entry& e, clock::time_point now, out_list& out);
   deliver_result enqueue(delivery d);
   inflight_entry* find(std::uint16_t id);
   void erase(std::uint16_t id);
@@ -201,6 +207,7 @@ class session {
   std::uint64_t dropped_ = 0;
   std::uint64_t expired_ = 0;
   std::uint32_t window_ = 0;  // min(max_inflight, client's receive maximum)
+  std::uint32_t unsent_ = 0;  // inflight entries with `unsent` set
   std::size_t queued_qos0_ = 0;
   std::vector<inflight_entry> inflight_;  // in send order; small (<= max_inflight)
   // Allocated on first use: an empty std::deque costs ~600 bytes, too much per idle client.

@@ -716,6 +716,60 @@ TEST_CASE("session: the client's receive maximum narrows the inflight window", "
   CHECK(zero.inflight_size() == 10);
 }
 
+TEST_CASE("session: resume with a smaller receive maximum resends only what fits, the rest as room frees",
+          "[session]") {
+  // [MQTT-3.3.4-9] resent PUBLISH and PUBREL count against the new Receive Maximum.
+  auto cfg = with_window(10);
+  cfg.retry_interval = 10s;
+  session s{cfg};
+  out_list out;
+  s.resume(t0, out);
+  for (const char* p : {"a", "b", "c", "d", "e"}) {
+    s.deliver(make_delivery(qos::exactly_once, p), t0, out);
+  }
+  REQUIRE(out.size() == 5);
+  std::vector<std::uint16_t> ids;
+  for (auto& o : out) {
+    ids.push_back(as_pub(o).packet_id);
+  }
+  out.clear();
+  REQUIRE(s.on_pubrec(ids[0], t0, out));  // a is past PUBREC: its PUBREL is what gets resent
+  out.clear();
+  s.pause();
+  s.deliver(make_delivery(qos::at_least_once, "f"), t0, out);  // queued behind them
+
+  s.set_receive_maximum(2);
+  s.resume(t0 + 1s, out);
+  CHECK(summary(out) == strings{"rel:" + std::to_string(ids[0]), "b+dup"});
+  out.clear();
+  // Retry never resends what was not resent yet.
+  CHECK(s.next_retry() == t0 + 11s);
+  s.retry(t0 + 11s, out);
+  CHECK(summary(out) == strings{"rel:" + std::to_string(ids[0]), "b+dup"});
+  out.clear();
+
+  REQUIRE(s.on_pubcomp(ids[0], t0 + 1s, out));  // one slot: c
+  CHECK(summary(out) == strings{"c+dup"});
+  out.clear();
+  // A PUBREC for a message not resent yet (its PUBLISH reached the client before): PUBREL now,
+  // and d stays in the window's count.
+  REQUIRE(s.on_pubrec(ids[3], t0 + 1s, out));
+  CHECK(summary(out) == strings{"rel:" + std::to_string(ids[3])});
+  out.clear();
+  REQUIRE(s.on_pubrec(ids[1], t0 + 1s, out));
+  out.clear();
+  REQUIRE(s.on_pubcomp(ids[1], t0 + 1s, out));  // b done: c and d hold the window
+  CHECK(out.empty());
+  REQUIRE(s.on_pubcomp(ids[3], t0 + 1s, out));  // d done: e
+  CHECK(summary(out) == strings{"e+dup"});
+  out.clear();
+  REQUIRE(s.on_pubrec(ids[2], t0 + 1s, out));
+  out.clear();
+  REQUIRE(s.on_pubcomp(ids[2], t0 + 1s, out));  // c done: the queue moves (f)
+  CHECK(summary(out) == strings{"f"});
+  CHECK(s.inflight_size() == 2);
+}
+
 TEST_CASE("session: expired messages are not delivered, neither live nor from the queue",
           "[session]") {
   session s{settings{}};
