@@ -308,6 +308,9 @@ std::optional<std::string> choose_ws_subprotocol(std::string_view offered) {
   if (trim(offered).empty()) {
     return std::string();  // no header: accepted without a subprotocol
   }
+  // [MQTT-6.0.0-4] "mqtt" whenever it is offered; the older names only for clients that
+  // offer nothing else (emqttd answers them too).
+  std::optional<std::string> legacy;
   std::size_t i = 0;
   while (i <= offered.size()) {
     auto j = offered.find(',', i);
@@ -315,12 +318,15 @@ std::optional<std::string> choose_ws_subprotocol(std::string_view offered) {
       j = offered.size();
     }
     auto p = trim(offered.substr(i, j - i));
-    if (p == "mqtt" || p == "mqttv3.1" || p == "mqttv5") {
+    if (p == "mqtt") {
       return p;
+    }
+    if (!legacy && (p == "mqttv3.1" || p == "mqttv5")) {
+      legacy = p;
     }
     i = j + 1;
   }
-  return std::nullopt;
+  return legacy;
 }
 
 std::unique_ptr<transport> make_tcp_transport(tcp::socket s) {
