@@ -345,10 +345,7 @@ bool conn_io::decode_buffered(clock::time_point now) {
         proto::mqtt::encode(d, proto::mqtt::protocol_version::v5, answer);
       }
       stop_reading_ = true;
-      if (!answer.empty()) {
-        send(std::move(answer));
-      }
-      close("protocol error: " + e.detail, true);
+      send_last(std::move(answer), "protocol error: " + e.detail);
       return false;
     }
     bool is_over_rate = limits_ && std::holds_alternative<proto::mqtt::publish>(p) &&
@@ -515,12 +512,18 @@ void conn_io::resume_reading() {
 }
 
 bool conn_io::send_connack(std::string bytes, bool allow_disconnect) {
-  return send_impl(std::move(bytes), allow_disconnect);
+  return send_impl(std::move(bytes), allow_disconnect, nullptr);
 }
 
-bool conn_io::send(std::string bytes) { return send_impl(std::move(bytes), false); }
+bool conn_io::send(std::string bytes) { return send_impl(std::move(bytes), false, nullptr); }
 
-bool conn_io::send_impl(std::string bytes, bool allow_disconnect) {
+void conn_io::send_last(std::string bytes, std::string reason) {
+  if (bytes.empty() || !send_impl(std::move(bytes), false, &reason)) {
+    close(std::move(reason), true);
+  }
+}
+
+bool conn_io::send_impl(std::string bytes, bool allow_disconnect, std::string* last) {
   if (bytes.empty()) {
     return true;
   }
@@ -554,7 +557,13 @@ bool conn_io::send_impl(std::string bytes, bool allow_disconnect) {
     if (counters_) {
       counters_->count_out(bytes);
     }
-    if (can_write_directly_ && !write_pending_) {
+    if (last != nullptr) {
+      // The close is set in the same step as the bytes are queued: nothing another thread
+      // sends can come between them [MQTT-3.14.4-1]. It lingers (see close()).
+      close_after_flush_ = true;
+      linger_ = true;
+      close_reason_ = std::make_unique<std::string>(std::move(*last));
+    } else if (can_write_directly_ && !write_pending_) {
       // Nothing is queued or being written: a quiet connection gets the bytes written here,
       // saving the hand-off to (and the wake-up of) the io thread; a busy one is batched.
       auto t = now_us();
@@ -680,10 +689,22 @@ void conn_io::close(std::string reason, bool flush_first) {
 }
 
 void conn_io::close_for_shutdown(const std::string& v5_disconnect) {
+  std::string bytes;
   if (may_disconnect_.load(std::memory_order_acquire)) {
-    send(v5_disconnect);
+    bytes = v5_disconnect;
+    auto max = max_packet_out_.load(std::memory_order_relaxed);
+    if (max != 0 && bytes.size() > max) {
+      // [MQTT-3.1.2-24] without its properties: fixed header, length 1, the reason code
+      // (the byte behind the remaining length).
+      std::size_t i = 1;
+      while (i < bytes.size() && (static_cast<unsigned char>(bytes[i]) & 0x80U) != 0) {
+        ++i;
+      }
+      bytes = max >= 3 && i + 1 < bytes.size() ? std::string{bytes[0], '\x01', bytes[i + 1]}
+                                               : std::string();
+    }
   }
-  close("server shutting down", true);
+  send_last(std::move(bytes), "server shutting down");
 }
 
 void conn_io::do_close(const std::string& reason, bool linger) {

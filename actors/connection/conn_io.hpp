@@ -73,6 +73,10 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// the CONNACK is answered with a reason code [MQTT-4.13.1-1], and nothing precedes the
   /// CONNACK [MQTT-3.2.0-1].
   bool send_connack(std::string bytes, bool allow_disconnect);
+  /// Sends `bytes` (a DISCONNECT, a refusing CONNACK; may be empty) as the last packet and
+  /// closes as close(reason) does, in one step under the write lock: nothing sent by another
+  /// thread meanwhile follows them on the wire [MQTT-3.14.4-1].
+  void send_last(std::string bytes, std::string reason);
   /// Whether the unsent backlog is over max_send_buffer (QoS 0 may then be dropped).
   bool is_congested() const { return backlog_.load(std::memory_order_relaxed) > max_send_; }
 
@@ -83,7 +87,10 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
 
   /// Node shutdown: writes `v5_disconnect` to an MQTT 5 client that may be sent one, then
   /// closes once it is written (the node closes what is still open after a grace period).
+  /// Larger than the client's Maximum Packet Size, it goes as its bare reason code.
   void close_for_shutdown(const std::string& v5_disconnect);
+  /// The client's Maximum Packet Size (v5; 0: none), for what conn_io writes by itself.
+  void set_max_packet_out(std::uint32_t n) { max_packet_out_.store(n, std::memory_order_relaxed); }
 
   /// The owner processed `n` packets (credit for back-pressure).
   void consumed(std::uint32_t n);
@@ -134,7 +141,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
  private:
   struct limits;
 
-  bool send_impl(std::string bytes, bool allow_disconnect);
+  /// `last`: the close reason when these are the last bytes (send_last).
+  bool send_impl(std::string bytes, bool allow_disconnect, std::string* last);
   void read_proxy_header();
   void start_transport();
   void wait_readable();
@@ -193,6 +201,7 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   std::atomic<bool> read_paused_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> may_disconnect_{false};
+  std::atomic<std::uint32_t> max_packet_out_{0};
   bool stop_reading_ = false;  // io thread: input was refused, the close is under way
   bool stopped_for_held_ = false;  // io thread: not reading until the held packets are released
   bool notified_ = false;

@@ -88,6 +88,15 @@ void write(self_ptr self, const mqtt::packet& p) {
   self->state.io->send(std::move(bytes));
 }
 
+/// Writes `p` as the last packet and closes (conn_io::send_last).
+void write_last(self_ptr self, const mqtt::packet& p, std::string why) {
+  std::string bytes;
+  if (!mqtt::encode_within(p, self->state.version, self->state.max_packet_out, bytes)) {
+    bytes.clear();
+  }
+  self->state.io->send_last(std::move(bytes), std::move(why));
+}
+
 bool is_v5(self_ptr self) {
   return self->state.version == protocol_version::v5;
 }
@@ -104,14 +113,16 @@ void violation(self_ptr self, reason_code rc, const std::string& why) {
     refuse_connect(self, rc, mqtt::connack_v3::not_authorized, why);
     return;
   }
-  if (st.ph == phase::connected && is_v5(self)) {
+  bool tell = st.ph == phase::connected && is_v5(self);
+  st.ph = phase::closing;
+  if (tell) {
     mqtt::disconnect d;
     d.reason = static_cast<std::uint8_t>(rc);
     d.props.reason_string = why;
-    write(self, d);
+    write_last(self, d, why);
+  } else {
+    st.io->close(why);
   }
-  st.ph = phase::closing;
-  st.io->close(why);
 }
 
 void refuse_connect(self_ptr self, reason_code rc5, mqtt::connack_v3 rc3, const std::string& why) {
@@ -120,11 +131,10 @@ void refuse_connect(self_ptr self, reason_code rc5, mqtt::connack_v3 rc3, const 
   if (is_v5(self)) {
     ack.props.reason_string = why;
   }
-  write(self, ack);
   spdlog::info("conn {} ({}): CONNECT refused: {}", self->state.io->id(), self->state.io->peer(),
                why);
   self->state.ph = phase::closing;
-  self->state.io->close(why);
+  write_last(self, ack, why);
 }
 
 message_ptr make_message(self_ptr self, mqtt::publish&& p, bool is_local = false) {
@@ -359,9 +369,8 @@ bool apply_access_step(self_ptr self, access::connect_step& step) {
       st.io->id(), st.io->peer(), who.client_id, who.username.value_or(""), step.why, step.code);
   mqtt::connack ack;
   ack.reason = step.code;
-  write(self, ack);
   st.ph = phase::closing;
-  st.io->close("authentication failed");
+  write_last(self, ack, "authentication failed");
   return true;
 }
 
@@ -376,6 +385,7 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   st.io->set_version(c.version);
   if (c.version == protocol_version::v5) {
     st.max_packet_out = c.props.maximum_packet_size.value_or(0);
+    st.io->set_max_packet_out(st.max_packet_out);
   }
   const auto& cfg = st.ctx->cfg;
   // TLS listeners may take the username / client id from the client certificate.
@@ -405,6 +415,13 @@ void on_connect(self_ptr self, mqtt::connect& c) {
   if (c.will_msg && !mqtt::is_valid_topic_name(c.will_msg->topic)) {
     refuse_connect(self, reason_code::topic_name_invalid, mqtt::connack_v3::not_authorized,
                    "invalid will topic");
+    return;
+  }
+  if (c.will_msg && c.will_msg->props.response_topic &&
+      !mqtt::is_valid_topic_name(*c.will_msg->props.response_topic)) {
+    // The will is published with it: a topic name, as in a PUBLISH [MQTT-3.3.2-14].
+    refuse_connect(self, reason_code::protocol_error, mqtt::connack_v3::not_authorized,
+                   "will Response Topic is not a valid topic name");
     return;
   }
   if (c.will_msg && c.will_msg->props.payload_format_indicator.value_or(0) == 1 &&
@@ -684,6 +701,11 @@ void on_publish(self_ptr self, mqtt::publish& p) {
       violation(self, reason_code::protocol_error, "PUBLISH with a subscription identifier");
       return;
     }
+    if (p.props.response_topic && !mqtt::is_valid_topic_name(*p.props.response_topic)) {
+      // [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards (it is passed on).
+      violation(self, reason_code::protocol_error, "Response Topic is not a valid topic name");
+      return;
+    }
   }
   if (!mqtt::is_valid_topic_name(p.topic)) {
     violation(self, reason_code::topic_name_invalid, "invalid topic name in PUBLISH");
@@ -812,9 +834,9 @@ void on_disconnect(self_ptr self, const mqtt::disconnect& d) {
     self->send(st.ctx->sessions(), set_expiry_atom::value, st.client_id,
                caf::actor_cast<caf::actor>(self), ms);
   }
-  // [MQTT-3.14.4-3] a clean DISCONNECT discards the will; v5 0x04 asks for it.
-  if (!is_v5(self) ||
-      d.reason != static_cast<std::uint8_t>(reason_code::disconnect_with_will_message)) {
+  // [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; any other reason (0x04 asks for it,
+  // an error the client reports) keeps it to be published [MQTT-3.1.2-8].
+  if (!is_v5(self) || d.reason == static_cast<std::uint8_t>(reason_code::success)) {
     st.will.reset();
   }
   st.ph = phase::closing;
@@ -903,7 +925,11 @@ void on_packet(self_ptr self, mqtt::packet& pkt) {
         } else if constexpr (std::is_same_v<T, mqtt::puback>) {
           self->send(st.session, puback_atom::value, p.packet_id);
         } else if constexpr (std::is_same_v<T, mqtt::pubrec>) {
-          self->send(st.session, pubrec_atom::value, p.packet_id);
+          if (is_v5(self) && p.reason >= 0x80) {
+            self->send(st.session, pubrec_atom::value, p.packet_id, true);  // refused
+          } else {
+            self->send(st.session, pubrec_atom::value, p.packet_id);
+          }
         } else if constexpr (std::is_same_v<T, mqtt::pubcomp>) {
           self->send(st.session, pubcomp_atom::value, p.packet_id);
         } else if constexpr (std::is_same_v<T, mqtt::pubrel>) {
@@ -964,13 +990,15 @@ void on_kick(self_ptr self) {
   if (st.ph == phase::closing) {
     return;
   }
-  if (is_v5(self) && st.ph == phase::connected) {
+  bool tell = is_v5(self) && st.ph == phase::connected;
+  st.ph = phase::closing;
+  if (tell) {
     mqtt::disconnect d;
     d.reason = static_cast<std::uint8_t>(reason_code::session_taken_over);
-    write(self, d);
+    write_last(self, d, "session taken over");
+  } else {
+    st.io->close("session taken over");
   }
-  st.ph = phase::closing;
-  st.io->close("session taken over");
 }
 
 /// The connection's rare messages (close, kick), as the actor's default handler: CAF 0.17

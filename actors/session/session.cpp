@@ -255,6 +255,17 @@ bool session::on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out)
   return true;
 }
 
+bool session::on_pubrec_failed(std::uint16_t id, clock::time_point now, out_list& out) {
+  auto* e = find(id);
+  if (e == nullptr || e->ph != phase::wait_pubrec) {
+    return false;
+  }
+  note_removed(e->d);
+  erase(id);
+  drain(now, out);
+  return true;
+}
+
 bool session::discard(std::uint16_t id, clock::time_point now, out_list& out) {
   auto* e = find(id);
   if (e == nullptr) {
@@ -266,13 +277,13 @@ bool session::discard(std::uint16_t id, clock::time_point now, out_list& out) {
   return true;
 }
 
-std::vector<delivery> session::take_shared(const std::string* key) {
+std::vector<delivery> session::take_shared(const std::string* key, bool with_sent_qos1) {
   std::vector<delivery> out;
   auto wanted = [key](const delivery& d) {
     return d.share && d.msg && (key == nullptr || *d.share == *key);
   };
-  for (auto i = inflight_.begin(); i != inflight_.end();) {
-    if (i->ph != phase::wait_pubcomp && wanted(i->d)) {
+  for (auto i = inflight_.begin(); with_sent_qos1 && i != inflight_.end();) {
+    if (i->ph == phase::wait_puback && wanted(i->d)) {
       if (i->unsent) {
         --unsent_;
       }

@@ -126,15 +126,21 @@ class session {
   bool on_puback(std::uint16_t id, clock::time_point now, out_list& out);
   bool on_pubrec(std::uint16_t id, clock::time_point now, out_list& out);
   bool on_pubcomp(std::uint16_t id, clock::time_point now, out_list& out);
+  /// PUBREC with a Reason Code of 0x80 or more: the client refused the message. It is done:
+  /// no PUBREL [MQTT-4.3.3-4], the identifier and the window slot are free (4.3.3, 4.9).
+  bool on_pubrec_failed(std::uint16_t id, clock::time_point now, out_list& out);
 
   /// Forgets inflight message `id` as if the client had completed it (a message the client
   /// cannot take, e.g. larger than its Maximum Packet Size). Refills the window.
   bool discard(std::uint16_t id, clock::time_point now, out_list& out);
 
   /// Removes and returns the messages that came through shared subscription `key` (every
-  /// shared subscription when `key` is null) and are queued or inflight before PUBREC, so they
-  /// can go to another member of the group. Messages past PUBREC stay: the client has them.
-  std::vector<delivery> take_shared(const std::string* key);
+  /// shared subscription when `key` is null), so they can go to another member of the group:
+  /// the queued ones, and with `with_sent_qos1` (the session ends) also QoS 1 messages sent
+  /// but not acknowledged (4.8.2: another member SHOULD get them). A QoS 2 message that was
+  /// sent stays: no other member may get it [MQTT-4.8.2-5]; nor does anything sent leave on
+  /// an UNSUBSCRIBE: its delivery is completed [MQTT-3.10.4-3].
+  std::vector<delivery> take_shared(const std::string* key, bool with_sent_qos1);
 
   /// Resends (with DUP) whatever has waited retry_interval since it was last sent.
   void retry(clock::time_point now, out_list& out);

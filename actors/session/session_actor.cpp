@@ -212,11 +212,13 @@ void on_stall_check(self_ptr self, std::uint32_t drains) {
       d.reason = static_cast<std::uint8_t>(mqtt::reason_code::quota_exceeded);
       d.props.reason_string = "not reading while publishers wait";
       std::string bytes;
-      if (mqtt::encode_within(d, st.version, st.max_packet_size, bytes)) {
-        st.io->send(std::move(bytes));
+      if (!mqtt::encode_within(d, st.version, st.max_packet_size, bytes)) {
+        bytes.clear();
       }
+      st.io->send_last(std::move(bytes), "stalled subscriber (flow.max_pause)");
+    } else {
+      st.io->close("stalled subscriber (flow.max_pause)");
     }
-    st.io->close("stalled subscriber (flow.max_pause)");
     return;
   }
   report_backlog(self, 0);  // check again later while publishers still wait
@@ -280,6 +282,19 @@ std::optional<std::uint64_t> commit(self_ptr self, bool barrier = false) {
 
 /// Writes `bytes` to the client, behind whatever waits for the store; with `token`, they
 /// wait until it is written.
+/// A SUBACK / UNSUBACK as it may go to the client: without Reason String and User Properties
+/// if they do not fit its Maximum Packet Size, nothing if it still does not [MQTT-3.1.2-24].
+std::string encode_ack(self_ptr self, const mqtt::packet& ack) {
+  auto& st = self->state;
+  std::string bytes;
+  if (!mqtt::encode_within(ack, st.version, st.max_packet_size, bytes)) {
+    spdlog::debug("client {}: {} larger than its Maximum Packet Size {}, not sent", st.client_id,
+                  mqtt::to_string(mqtt::type_of(ack)), st.max_packet_size);
+    bytes.clear();
+  }
+  return bytes;
+}
+
 void send_bytes(self_ptr self, std::string bytes, std::optional<std::uint64_t> token) {
   auto& st = self->state;
   auto* d = st.durable.get();
@@ -663,11 +678,12 @@ void unroute_all(self_ptr self) {
              caf::actor_cast<caf::actor>(self));
 }
 
-/// Gives this session's unacknowledged messages of shared subscription `key` (all shared
-/// subscriptions when null) to other members of their groups.
+/// Gives this session's undelivered messages of shared subscription `key` (all shared
+/// subscriptions when null: the session ends) to other members of their groups
+/// (session::take_shared says which).
 void hand_back_shared(self_ptr self, const std::string* key) {
   auto& st = self->state;
-  auto taken = st.s.take_shared(key);
+  auto taken = st.s.take_shared(key, key == nullptr);
   report_backlog(self, 0);
   auto me = caf::actor_cast<caf::actor>(self);
   std::size_t lost = 0;
@@ -768,9 +784,7 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
     write_meta(self);
     auto token = commit(self, durable_of(self) != nullptr);
     if (st.io) {
-      std::string bytes;
-      mqtt::encode(ack, st.version, bytes);
-      send_bytes(self, std::move(bytes), token);
+      send_bytes(self, encode_ack(self, ack), token);
     }
     // [MQTT-3.3.1-8] retained messages go out with RETAIN set, after the SUBACK.
     for (auto& d : retained) {
@@ -810,9 +824,7 @@ void on_unsubscribe(self_ptr self, mqtt::unsubscribe& p) {
     write_meta(self);
     auto token = commit(self, durable_of(self) != nullptr);
     if (st.io) {
-      std::string bytes;
-      mqtt::encode(ack, st.version, bytes);
-      send_bytes(self, std::move(bytes), token);
+      send_bytes(self, encode_ack(self, ack), token);
     }
   };
   if (dels.empty()) {
@@ -971,6 +983,14 @@ void on_pubrec(self_ptr self, std::uint16_t id) {
   write_out(self, out);
 }
 
+/// PUBREC with a reason code of 0x80 or more (MQTT 5): the client will not take the message.
+void on_pubrec_failed(self_ptr self, std::uint16_t id) {
+  note_progress(self);
+  out_list out;
+  self->state.s.on_pubrec_failed(id, clock::now(), out);
+  write_out(self, out);
+}
+
 void on_pubcomp(self_ptr self, std::uint16_t id) {
   fire(self, hooks::point::message_acked, [&](hooks::args& a) { a.qos = 2; });
   note_progress(self);
@@ -1087,6 +1107,8 @@ caf::result<caf::message> on_control(caf::scheduled_actor* ptr, caf::message_vie
       handle(xs, reply,
              [self](detach_atom, const caf::actor& conn) { on_detach(self, conn); }) ||
       handle(xs, reply, [self](pubrec_atom, std::uint16_t id) { on_pubrec(self, id); }) ||
+      handle(xs, reply,
+             [self](pubrec_atom, std::uint16_t id, bool) { on_pubrec_failed(self, id); }) ||
       handle(xs, reply, [self](pubcomp_atom, std::uint16_t id) { on_pubcomp(self, id); }) ||
       handle(xs, reply,
              [self](await_rel_atom, std::uint16_t id) -> std::uint8_t {

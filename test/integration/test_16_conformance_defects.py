@@ -422,3 +422,50 @@ def test_malformed_packet_sent_on_reading_the_connack_gets_disconnect_0x81(broke
         c = raw5(b.port, unique("race"))
         c.send(publish5(b"a/\xed\xa0\x80", b"x"))  # ill-formed UTF-8: malformed
         c.expect_disconnect(0x81)
+
+
+# -- Found while tracing every statement to a test ----------------------------------------------
+
+@pytest.mark.parametrize("rc", [0x80, 0x04, 0x00])
+def test_only_disconnect_0x00_discards_the_will(broker, rc):
+    """[MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; with any other reason (0x80, an
+    error the client reports) it is published [MQTT-3.1.2-8]."""
+    b = broker()
+    wt = unique("will")
+    watcher = raw5(b.port)
+    watcher.subscribe([(wt, 1)])
+    c = RawClient5(b.port)
+    c.connect_ok(unique("wr"), will={"topic": wt, "payload": b"gone", "qos": 1})
+    c.disconnect(rc=rc)
+    if rc == 0x00:
+        watcher.expect_no_packet(1.0)
+    else:
+        assert watcher.receive_publishes(1)[0].payload == b"gone"
+
+
+def test_suback_larger_than_the_client_maximum_is_not_sent(broker):
+    """[MQTT-3.1.2-24] a SUBACK for 20 filters (25 bytes) to a client allowing 16 bytes is not
+    sent; the connection goes on."""
+    b = broker()
+    c = raw5(b.port, props=[("maximum_packet_size", 16)])
+    body = struct.pack("!H", 9) + encode_props([])
+    for i in range(20):
+        body += mqtt_string(f"big/{i}") + b"\x00"
+    c.send(packet(helpers.SUBSCRIBE, 0x02, body))
+    small = struct.pack("!H", 10) + encode_props([]) + mqtt_string("small") + b"\x00"
+    c.send(packet(helpers.SUBSCRIBE, 0x02, small))
+    ack = c.expect(SUBACK)
+    assert ack.pid == 10, f"the 25-byte SUBACK was sent: {ack}"
+
+
+def test_shutdown_disconnect_fits_the_client_maximum(broker):
+    """[MQTT-3.1.2-24] the shutdown DISCONNECT with a Server Reference does not fit 16 bytes:
+    the client gets the bare reason code 0x9C."""
+    b = broker(mqtt5={"server_reference": "a-long-server-reference.example:1883"})
+    small = raw5(b.port, props=[("maximum_packet_size", 16)])
+    wide = raw5(b.port)
+    code, killed = b.stop()
+    assert (code, killed) == (0, False)
+    assert wide.expect_disconnect(0x9C).prop("server_reference")
+    p = small.expect_disconnect(0x9C)
+    assert p.prop("server_reference") is None and len(p.body) == 1, p

@@ -815,7 +815,7 @@ TEST_CASE("session: discard frees an inflight slot as if acknowledged", "[sessio
   CHECK_FALSE(s.discard(id, t0, out));
 }
 
-TEST_CASE("session: take_shared hands back unacknowledged shared messages only", "[session]") {
+TEST_CASE("session: take_shared hands back what another member may get", "[session]") {
   settings cfg;
   cfg.max_inflight = 2;
   session s{cfg};
@@ -827,29 +827,33 @@ TEST_CASE("session: take_shared hands back unacknowledged shared messages only",
   s.deliver(shared_delivery(qos::at_most_once, "g2-a", "$queue/t"), t0, out);     // sent
   s.deliver(shared_delivery(qos::at_least_once, "g2-b", "$queue/t"), t0, out);    // queued
   REQUIRE(out.size() == 3);
-  auto qos2_id = as_pub(out[0]).packet_id;
-  out.clear();
-  // After PUBREC the client owns the QoS 2 message: it is no longer handed back.
-  REQUIRE(s.on_pubrec(qos2_id, t0, out));
   out.clear();
 
+  // UNSUBSCRIBE: only what was not sent yet [MQTT-3.10.4-3].
   const std::string key = "$queue/t";
-  auto q = s.take_shared(&key);
+  auto q = s.take_shared(&key, false);
   REQUIRE(q.size() == 1);
   CHECK(q[0].msg->payload == "g2-b");
   CHECK(*q[0].share == "$queue/t");
 
-  auto rest = s.take_shared(nullptr);
+  // The session ends: a QoS 2 message that was sent stays (no other member may get it,
+  // [MQTT-4.8.2-5]), PUBREC or not.
+  auto rest = s.take_shared(nullptr, true);
   REQUIRE(rest.size() == 1);
   CHECK(rest[0].msg->payload == "g1-b");
-  CHECK(s.inflight_size() == 2);  // "plain" and the QoS 2 message past PUBREC
+  CHECK(s.inflight_size() == 2);  // "plain" and the QoS 2 message
   CHECK(s.queue_size() == 0);
-  // A shared message still waiting for PUBACK is handed back too.
+
+  // A shared QoS 1 message sent and not acknowledged: kept on UNSUBSCRIBE, handed back when
+  // the session ends.
   session t{settings{}};
   out_list o;
   t.resume(t0, o);
   t.deliver(shared_delivery(qos::at_least_once, "x", "$share/g/t"), t0, o);
-  CHECK(t.take_shared(nullptr).size() == 1);
+  const std::string g = "$share/g/t";
+  CHECK(t.take_shared(&g, false).empty());
+  CHECK(t.inflight_size() == 1);
+  CHECK(t.take_shared(nullptr, true).size() == 1);
   CHECK(t.inflight_size() == 0);
 }
 
@@ -881,4 +885,27 @@ TEST_CASE("session: the node budget follows deliveries until they are done", "[s
   s.deliver(charged(qos::at_least_once, "d"), t0, out);
   CHECK(b->size() - before == 0);
   tern::actors::flow::set_budget(0);
+}
+
+TEST_CASE("session: a failed PUBREC ends the QoS 2 delivery without PUBREL and frees the slot",
+          "[session]") {
+  session s{with_window(1)};
+  out_list out;
+  s.resume(t0, out);
+  s.deliver(make_delivery(qos::exactly_once, "a"), t0, out);
+  s.deliver(make_delivery(qos::exactly_once, "b"), t0, out);
+  REQUIRE(summary(out) == strings{"a"});
+  auto id = as_pub(out[0]).packet_id;
+  out.clear();
+  CHECK_FALSE(s.on_pubrec_failed(id + 1, t0, out));
+  REQUIRE(s.on_pubrec_failed(id, t0, out));
+  CHECK(summary(out) == strings{"b"});  // no PUBREL; b takes the slot
+  CHECK(s.inflight_size() == 1);
+  // Past PUBREC the client has the message: a late failure is not one of this state.
+  auto idb = as_pub(out[0]).packet_id;
+  out.clear();
+  REQUIRE(s.on_pubrec(idb, t0, out));
+  out.clear();
+  CHECK_FALSE(s.on_pubrec_failed(idb, t0, out));
+  CHECK(s.inflight_size() == 1);
 }
