@@ -242,6 +242,18 @@ def disconnect5(rc=0, props=None):
     return packet(DISCONNECT, 0, bytes([rc]) + encode_props(props))
 
 
+def unsubscribe5(pid, filters, props=None):
+    body = struct.pack("!H", pid) + encode_props(props)
+    for f in filters:
+        body += helpers.mqtt_string(f)
+    return helpers.packet(helpers.UNSUBSCRIBE, 0x02, body)
+
+
+def wire_size(p):
+    """Size on the wire of a parsed packet: fixed header + remaining length."""
+    return 1 + len(varint(len(p.body))) + len(p.body)
+
+
 def auth5(rc, props=None):
     return packet(AUTH, 0, bytes([rc]) + encode_props(props))
 

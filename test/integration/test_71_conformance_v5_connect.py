@@ -16,7 +16,7 @@ from helpers import (CONNACK, CONNECT, DISCONNECT, PINGREQ, PINGRESP, PUBACK, PU
                      PUBREC, PUBREL, SUBACK, SUBSCRIBE, UNSUBACK, UNSUBSCRIBE, ConnectionClosed,
                      is_mosquitto, mqtt_string, packet, unique)
 from mqtt5 import (AUTH, RawClient5, ack5, auth5, connect5, encode_props, publish5, raw5,
-                   read_varint, subscribe5, varint)
+                   read_varint, subscribe5, unsubscribe5, varint, wire_size)
 
 # Table 3-1: the Connect Reason Code values [MQTT-3.2.2-8].
 CONNACK_REASON_CODES = {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A,
@@ -28,22 +28,10 @@ MALFORMED, PROTOCOL_ERROR = 0x81, 0x82
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
-def wire_size(p):
-    """Size on the wire of a parsed packet: fixed header + remaining length."""
-    return 1 + len(varint(len(p.body))) + len(p.body)
-
-
 def connect_bytes(flags, payload, props=b"\x00", name="MQTT", level=5, keepalive=60):
     """A CONNECT with hand-set flags, raw property bytes and raw payload."""
     body = mqtt_string(name) + bytes([level, flags]) + struct.pack("!H", keepalive)
     return packet(CONNECT, 0, body + props + payload)
-
-
-def unsubscribe5(pid, filters, props=None):
-    body = struct.pack("!H", pid) + encode_props(props)
-    for f in filters:
-        body += mqtt_string(f)
-    return packet(UNSUBSCRIBE, 0x02, body)
 
 
 def until_closed(port, data, timeout=5.0):
