@@ -488,7 +488,8 @@ void on_auth(self_ptr self, const mqtt::auth& a) {
   } else if (rc == reason_code::re_authenticate && st.ph == phase::connected) {
     st.auth->exchange = st.ctx->auth_methods.at(st.auth->method)();
     if (!st.auth->exchange) {
-      violation(self, reason_code::bad_authentication_method, "authentication method unavailable");
+      // After the CONNACK: 0x87, since 0x8C is not a DISCONNECT reason code [MQTT-3.14.2-1].
+      violation(self, reason_code::not_authorized, "authentication method unavailable");
       return;
     }
     apply_auth_step(self, st.auth->exchange->start(st.auth->connect, a.props.authentication_data));

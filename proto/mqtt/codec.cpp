@@ -771,7 +771,8 @@ bool read_subscribe(reader& r, protocol_version v, subscribe& s) {
     return false;
   }
   if (r.at_end()) {
-    return r.fail(reason_code::protocol_error, "no topic filter [MQTT-3.8.3-3]");
+    return r.fail(reason_code::protocol_error,
+                  "no topic filter (3.1.1 [MQTT-3.8.3-3], 5.0 [MQTT-3.8.3-2])");
   }
   reader payload = r.take(r.left());
   s.subscriptions.reserve(count_entries(reader(payload).rest(), 1));
