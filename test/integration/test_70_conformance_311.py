@@ -1,6 +1,6 @@
 # MQTT 3.1.1 conformance: one test per server-side normative statement (or per client rule
 # whose handling by the server is worth pinning down) that no other test checks. Each test is
-# named after its statement and quotes the id in its docstring; docs/conformance-3.1.1.part.md
+# named after its statement and quotes the id in its docstring; docs/conformance.md
 # maps every statement of MQTT 3.1.1 (with errata 01) to the test that checks it.
 #
 # Packets are hand-built (helpers.RawClient) so that flags, packet identifiers and the bytes of

@@ -1,6 +1,6 @@
 # MQTT 5.0 conformance, chapters 1, 2, 3.1 (CONNECT) and 3.2 (CONNACK): one test per
 # server-side normative statement that no other test checks. Each test is named after its
-# statement and quotes the id in its docstring; docs/conformance-5.0-a.part.md maps every
+# statement and quotes the id in its docstring; docs/conformance.md maps every
 # statement of these chapters to the test that checks it.
 #
 # Packets are hand-built (mqtt5.RawClient5) so that flags, packet identifiers, property

@@ -1,6 +1,6 @@
 # MQTT 5.0 conformance, 3.3 PUBLISH, 3.4 PUBACK, 3.5 PUBREC, 3.6 PUBREL and 3.7 PUBCOMP: one
 # test per server-side normative statement that no other test checks. Each test is named after
-# its statement and quotes the id in its docstring; docs/conformance-5.0-b.part.md maps every
+# its statement and quotes the id in its docstring; docs/conformance.md maps every
 # statement of these sections to the test that checks it.
 #
 # Packets are hand-built (mqtt5.RawClient5) so that flags, packet identifiers, properties and

@@ -1,6 +1,6 @@
 # MQTT 5.0 conformance, 3.8 SUBSCRIBE to 3.15 AUTH: one test per server-side normative
 # statement that no other test checks. Each test is named after its statement and quotes the
-# id in its docstring; docs/conformance-5.0-c.part.md maps every statement of these sections
+# id in its docstring; docs/conformance.md maps every statement of these sections
 # to the test that checks it.
 #
 # Packets are hand-built (mqtt5.RawClient5) so that flags, packet identifiers, subscription
