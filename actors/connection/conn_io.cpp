@@ -26,6 +26,8 @@ namespace asio = boost::asio;
 
 /// How long a server-initiated close waits for the client to close its side (linger_close).
 constexpr std::chrono::seconds linger_max{2};
+/// How long a close waits for what it flushes to be written (a client that does not read).
+constexpr std::chrono::seconds flush_max{5};
 using boost::system::error_code;
 
 // Packets handed to the owner but not yet processed: above high, reading pauses until the
@@ -520,7 +522,28 @@ bool conn_io::send(std::string bytes) { return send_impl(std::move(bytes), false
 void conn_io::send_last(std::string bytes, std::string reason) {
   if (bytes.empty() || !send_impl(std::move(bytes), false, &reason)) {
     close(std::move(reason), true);
+    return;
   }
+  arm_flush_deadline();
+}
+
+void conn_io::arm_flush_deadline() {
+  auto self = shared_from_this();
+  asio::post(transport_->socket().get_executor(), [self] {
+    if (self->closed_.load() || self->flush_timer_) {
+      return;
+    }
+    self->flush_timer_ = std::make_unique<asio::steady_timer>(
+        self->transport_->socket().get_executor(), flush_max);
+    // Weak: the timer is this object's; do_close cancels it.
+    self->flush_timer_->async_wait([weak = std::weak_ptr<conn_io>(self)](error_code ec) {
+      auto io = weak.lock();
+      if (!ec && io) {
+        // Still not written: the client does not read. Close without waiting any longer.
+        io->do_close("closed: the last packets were not read in time", false);
+      }
+    });
+  });
 }
 
 bool conn_io::send_impl(std::string bytes, bool allow_disconnect, std::string* last) {
@@ -669,6 +692,7 @@ void conn_io::close(std::string reason, bool flush_first) {
     return;
   }
   auto self = shared_from_this();
+  bool deferred = false;
   {
     std::lock_guard lock{out_mtx_};
     // From here send() refuses: nothing may follow a close on the wire (say a PUBLISH written
@@ -679,8 +703,12 @@ void conn_io::close(std::string reason, bool flush_first) {
     close_after_flush_ = true;
     if (flush_first && write_pending_) {
       close_reason_ = std::make_unique<std::string>(std::move(reason));
-      return;
+      deferred = true;
     }
+  }
+  if (deferred) {
+    arm_flush_deadline();
+    return;
   }
   asio::post(transport_->socket().get_executor(),
              [self, reason = std::move(reason), flush_first] {
@@ -724,6 +752,9 @@ void conn_io::do_close(const std::string& reason, bool linger) {
   if (!was_closed) {
     if (limits_) {
       limits_->timer.cancel();
+    }
+    if (flush_timer_) {
+      flush_timer_->cancel();
     }
     if (listener_) {
       listener_->active.fetch_sub(1, std::memory_order_relaxed);

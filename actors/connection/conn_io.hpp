@@ -170,6 +170,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   /// for at most linger_max, and closes. Closing with unread input would make the kernel
   /// send RST, and a client still sending would see a reset instead of that last packet.
   void linger_close();
+  /// A close that waits for a flush happens within flush_max even if the client never reads.
+  void arm_flush_deadline();
   void drain_lingering(std::shared_ptr<boost::asio::steady_timer> timer);
   std::string cert_field(const std::string& which) const;
 
@@ -195,6 +197,8 @@ class conn_io : public std::enable_shared_from_this<conn_io> {
   bool linger_ = false;  // guarded by out_mtx_: the close was asked with flush (see close())
   std::uint32_t last_direct_us_ = 0;  // guarded by out_mtx_: clock of the last direct write
   std::unique_ptr<std::string> close_reason_;  // only once a close waits for a flush
+  // A close waiting for a flush: when it gives up (arm_flush_deadline). Io thread only.
+  std::unique_ptr<boost::asio::steady_timer> flush_timer_;
   std::atomic<std::size_t> backlog_{0};
 
   std::atomic<std::int32_t> unconsumed_{0};

@@ -79,8 +79,9 @@ std::unique_ptr<transport> make_wss_transport(boost::asio::ip::tcp::socket s,
                                               const ws_options& opts);
 
 /// Picks the MQTT WebSocket subprotocol to answer from a Sec-WebSocket-Protocol header:
-/// "mqtt" when offered, else the first of mqttv3.1, mqttv5 offered; "" when the header is empty (accepted without
-/// a subprotocol); nullopt when it offers only protocols we do not speak (refused).
+/// "mqtt" when offered, else the first of mqttv3.1, mqttv5 offered; "" when the header is
+/// empty (accepted without a subprotocol); nullopt when it offers only protocols we do not
+/// speak (refused).
 std::optional<std::string> choose_ws_subprotocol(std::string_view offered);
 
 }  // namespace tern::actors::listener

@@ -185,7 +185,7 @@ std::uint16_t session::next_packet_id() {
 void session::send_new(delivery d, clock::time_point now, out_list& out) {
   auto id = next_packet_id();
   auto ph = d.q == qos::exactly_once ? phase::wait_pubrec : phase::wait_puback;
-  inflight_.push_back(inflight_entry{id, ph, now, d});
+  inflight_.push_back(inflight_entry{id, ph, false, now, d});
   inflight_.back().d.charge = std::move(d.charge);  // the budget follows the kept entry
   note_sent(inflight_.back());
   out.emplace_back(out_publish{id, false, std::move(d)});
@@ -456,7 +456,7 @@ void session::restore(snapshot s, clock::time_point now) {
       continue;
     }
     auto ph = p.phase == 1 ? phase::wait_puback : p.phase == 2 ? phase::wait_pubrec : phase::wait_pubcomp;
-    inflight_.push_back(inflight_entry{p.packet_id, ph, now, std::move(p.d)});
+    inflight_.push_back(inflight_entry{p.packet_id, ph, false, now, std::move(p.d)});
   }
   if (!s.awaiting_rel.empty()) {
     awaiting_rel_ = std::make_unique<std::unordered_map<std::uint16_t, clock::time_point>>();

@@ -190,9 +190,9 @@ class session {
   struct inflight_entry {
     std::uint16_t id;
     phase ph;
+    bool unsent;  // from an earlier connection, not yet resent on this one
     clock::time_point sent_at;
     delivery d;
-    bool unsent = false;  // from an earlier connection, not yet resent on this one
   };
 
   std::uint16_t next_packet_id();

@@ -280,8 +280,6 @@ std::optional<std::uint64_t> commit(self_ptr self, bool barrier = false) {
   return token;
 }
 
-/// Writes `bytes` to the client, behind whatever waits for the store; with `token`, they
-/// wait until it is written.
 /// A SUBACK / UNSUBACK as it may go to the client: without Reason String and User Properties
 /// if they do not fit its Maximum Packet Size, nothing if it still does not [MQTT-3.1.2-24].
 std::string encode_ack(self_ptr self, const mqtt::packet& ack) {
@@ -295,6 +293,8 @@ std::string encode_ack(self_ptr self, const mqtt::packet& ack) {
   return bytes;
 }
 
+/// Writes `bytes` to the client, behind whatever waits for the store; with `token`, they
+/// wait until it is written.
 void send_bytes(self_ptr self, std::string bytes, std::optional<std::uint64_t> token) {
   auto& st = self->state;
   auto* d = st.durable.get();

@@ -469,3 +469,28 @@ def test_shutdown_disconnect_fits_the_client_maximum(broker):
     assert wide.expect_disconnect(0x9C).prop("server_reference")
     p = small.expect_disconnect(0x9C)
     assert p.prop("server_reference") is None and len(p.body) == 1, p
+
+
+def test_a_close_that_waits_for_a_client_that_never_reads_still_happens(broker):
+    """A server-initiated close (here a takeover's DISCONNECT 0x8E) waits for its last packet to
+    be written, but not forever: a client that stops reading yet keeps sending PINGREQ (so its
+    keepalive never expires) is closed once the wait passes 5 s. It was kept open for good."""
+    b = broker(session={"max_send_buffer": 64 * 1024 * 1024})  # no overflow close meanwhile
+    cid, topic = unique("stuck"), unique("flood")
+    stuck = raw5(b.port, cid)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.subscribe([(topic, 0)])
+    flood = raw5(b.port)
+    for _ in range(700):  # 11 MB: more than the kernel buffers, so a write stays pending
+        flood.publish(topic, bytes(16384))
+    flood.send(helpers.packet(helpers.PINGREQ, 0, b""))
+    flood.expect(helpers.PINGRESP, timeout=10)
+    raw5(b.port, cid)  # takes the session over: the stuck connection is to be closed
+    deadline = time.monotonic() + 9
+    while time.monotonic() < deadline:
+        try:
+            stuck.sock.sendall(helpers.packet(helpers.PINGREQ, 0, b""))
+        except OSError:
+            return  # reset by the broker: closed
+        time.sleep(0.25)
+    pytest.fail("the broker never closed a connection whose last packets could not be written")
