@@ -1321,6 +1321,16 @@ decode_status decode_one(std::string_view in, protocol_version version,
   err.bad_protocol_name = false;
   fixed_header h;
   const decode_status st = read_fixed_header(in, version, max_packet_size, h, err);
+  if (st == decode_status::error && err.code == reason_code::packet_too_large &&
+      h.type == packet_type::connect) {
+    // A CONNECT too large to read: when the bytes naming its level are here, they pick the
+    // answer (CONNACK 0x95 for MQTT 5, 4.13).
+    auto body = in.substr(h.header_size);
+    if (body.size() >= 7 && body.compare(0, 6, std::string_view("\x00\x04MQTT", 6)) == 0) {
+      err.in_connect = true;
+      err.connect_level = static_cast<std::uint8_t>(body[6]);
+    }
+  }
   if (st != decode_status::ok) {
     return st;
   }

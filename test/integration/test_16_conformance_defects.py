@@ -494,3 +494,21 @@ def test_a_close_that_waits_for_a_client_that_never_reads_still_happens(broker):
             return  # reset by the broker: closed
         time.sleep(0.25)
     pytest.fail("the broker never closed a connection whose last packets could not be written")
+
+
+@tern_only
+def test_v5_connect_larger_than_the_maximum_packet_size_gets_connack_0x95(broker):
+    """A CONNECT over `mqtt.max_packet_size` cannot be read, but its first bytes name its
+    level: an MQTT 5 one gets CONNACK 0x95 (packet too large) before the close, a 3.1.1 one
+    is closed without one (3.1.1 has no code for it)."""
+    b = broker(mqtt={"max_packet_size": 1024})
+    s = socket.create_connection((helpers.HOST, b.port), timeout=5)
+    s.sendall(connect5(unique("big"), username="u", password=b"p" * 2000))
+    got, how = read_until_closed(s)
+    s.close()
+    assert got[:3] == b"\x20\x03\x00" and got[3] == 0x95, (got, how)
+    s = socket.create_connection((helpers.HOST, b.port), timeout=5)
+    s.sendall(connect_packet(unique("big"), username="u", password="p" * 2000))
+    got, how = read_until_closed(s)
+    s.close()
+    assert got == b"", (got, how)

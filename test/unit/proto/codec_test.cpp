@@ -641,6 +641,32 @@ TEST_CASE("error: packet too large as soon as the fixed header is readable", "[c
   CHECK(e.code == reason_code::packet_too_large);
 }
 
+TEST_CASE("error: a CONNECT too large names its level when its first bytes are there",
+          "[codec][error]") {
+  packet p;
+  std::size_t consumed = 0;
+  decode_error e;
+  // CONNECT of 1000 bytes, MQTT level 5, limit 100: the level picks the CONNACK (0x95).
+  std::string big = wire({0x10, 0xE8, 0x07, 0, 4, "MQTT", 5, 0x02, 0, 60});
+  CHECK(decode_one(big, v311, 100, p, consumed, e) == decode_status::error);
+  CHECK(e.code == reason_code::packet_too_large);
+  CHECK(e.in_connect);
+  CHECK(e.connect_level == 5);
+  // Only its header here: nothing known of it.
+  CHECK(decode_one(wire({0x10, 0xE8, 0x07, 0, 4}), v311, 100, p, consumed, e) ==
+        decode_status::error);
+  CHECK_FALSE(e.in_connect);
+  CHECK(e.connect_level == 0);
+  // Another protocol name: not taken for a level.
+  CHECK(decode_one(wire({0x10, 0xE8, 0x07, 0, 4, "MQTX", 5}), v311, 100, p, consumed, e) ==
+        decode_status::error);
+  CHECK_FALSE(e.in_connect);
+  // A large PUBLISH is not a CONNECT.
+  CHECK(decode_one(wire({0x30, 0xE8, 0x07, 0, 4, "MQTT", 5}), v311, 100, p, consumed, e) ==
+        decode_status::error);
+  CHECK_FALSE(e.in_connect);
+}
+
 TEST_CASE("error: remaining length does not match the content", "[codec][error]") {
   check_error(wire({0xC0, 1, 0}), v311, reason_code::malformed_packet);          // trailing
   check_error(wire({0x40, 3, 0, 1, 0}), v311, reason_code::malformed_packet);    // trailing
