@@ -40,8 +40,9 @@ struct auth_state {
 /// the store wait too, so nothing this client publishes overtakes it.
 struct durable_acks {
   struct entry {
-    std::string bytes;  // the acknowledgement to write
+    std::string bytes;  // the acknowledgement to write ("": none fits the client)
     bool ready = false;
+    bool close = false;  // the store failed and the client cannot be told: close here
     std::uint16_t packet_id = 0;
     mqtt::qos q = mqtt::qos::at_least_once;  // of the PUBLISH (PUBCOMP: at_most_once)
     bool deferred = false;  // its sends wait for the store: later packets are held
@@ -75,26 +76,25 @@ struct connection_state {
 
 using self_ptr = caf::stateful_actor<connection_state>*;
 
-/// Writes a control packet, within the client's Maximum Packet Size: without its Reason
-/// String and User Properties if need be, not at all if it still does not fit.
-void write(self_ptr self, const mqtt::packet& p) {
+/// `p` as it may go to this client: within its Maximum Packet Size (without Reason String and
+/// User Properties if need be), or "" when it still does not fit and is not sent.
+std::string encode_for_client(self_ptr self, const mqtt::packet& p) {
   std::string bytes;
   if (!mqtt::encode_within(p, self->state.version, self->state.max_packet_out, bytes)) {
     spdlog::debug("client {}: {} larger than its Maximum Packet Size {}, not sent",
                   self->state.client_id, mqtt::to_string(mqtt::type_of(p)),
                   self->state.max_packet_out);
-    return;
   }
-  self->state.io->send(std::move(bytes));
+  return bytes;
+}
+
+void write(self_ptr self, const mqtt::packet& p) {
+  self->state.io->send(encode_for_client(self, p));
 }
 
 /// Writes `p` as the last packet and closes (conn_io::send_last).
 void write_last(self_ptr self, const mqtt::packet& p, std::string why) {
-  std::string bytes;
-  if (!mqtt::encode_within(p, self->state.version, self->state.max_packet_out, bytes)) {
-    bytes.clear();
-  }
-  self->state.io->send_last(std::move(bytes), std::move(why));
+  self->state.io->send_last(encode_for_client(self, p), std::move(why));
 }
 
 bool is_v5(self_ptr self) {
@@ -559,7 +559,7 @@ void ack_when_stored(self_ptr self, std::uint64_t token, const mqtt::packet& ack
                      std::uint16_t id, mqtt::qos q, bool deferred) {
   auto& d = *self->state.durable;
   durable_acks::entry e;
-  mqtt::encode_within(ack, self->state.version, self->state.max_packet_out, e.bytes);
+  e.bytes = encode_for_client(self, ack);
   e.packet_id = id;
   e.q = q;
   e.deferred = deferred;
@@ -584,10 +584,7 @@ void send_ack_bytes(self_ptr self, std::string bytes) {
 }
 
 void send_ack(self_ptr self, const mqtt::packet& p) {
-  std::string bytes;
-  if (mqtt::encode_within(p, self->state.version, self->state.max_packet_out, bytes)) {
-    send_ack_bytes(self, std::move(bytes));
-  }
+  send_ack_bytes(self, encode_for_client(self, p));
 }
 
 /// A publish the store could not take: MQTT 5 says so in its acknowledgement (0x80), an
@@ -609,12 +606,12 @@ bool refuse_for_store(self_ptr self, durable_acks::entry* e, std::uint16_t id, m
     mqtt::puback ack;
     ack.packet_id = id;
     ack.reason = static_cast<std::uint8_t>(reason_code::unspecified_error);
-    mqtt::encode(ack, st.version, bytes);
+    bytes = encode_for_client(self, ack);
   } else {
     mqtt::pubrec rec;
     rec.packet_id = id;
     rec.reason = static_cast<std::uint8_t>(reason_code::unspecified_error);
-    mqtt::encode(rec, st.version, bytes);
+    bytes = encode_for_client(self, rec);
   }
   if (e != nullptr) {
     e->bytes = std::move(bytes);
@@ -640,11 +637,11 @@ void on_stored(self_ptr self, std::uint64_t token, bool ok) {
     --d->deferred;
   }
   if (!ok && !refuse_for_store(self, &e, e.packet_id, e.q)) {
-    e.bytes.clear();  // the connection closes when this entry's turn comes
+    e.close = true;  // the connection closes when this entry's turn comes
   }
   while (!d->acks.empty() && d->acks.front().ready) {
     auto& front = d->acks.front();
-    if (front.bytes.empty()) {
+    if (front.close) {
       st.ph = phase::closing;
       st.io->close("the store cannot write");
       return;

@@ -187,6 +187,19 @@ void report_backlog(self_ptr self, std::uint32_t delivered) {
   }
 }
 
+/// `p` as it may go to the client: within its Maximum Packet Size (without Reason String and
+/// User Properties if need be), or "" when it still does not fit and is not sent
+/// [MQTT-3.1.2-24].
+std::string encode_for_client(self_ptr self, const mqtt::packet& p) {
+  auto& st = self->state;
+  std::string bytes;
+  if (!mqtt::encode_within(p, st.version, st.max_packet_size, bytes)) {
+    spdlog::debug("client {}: {} larger than its Maximum Packet Size {}, not sent", st.client_id,
+                  mqtt::to_string(mqtt::type_of(p)), st.max_packet_size);
+  }
+  return bytes;
+}
+
 /// flow.max_pause after publishers started to wait for this session: a client that took
 /// nothing since (no PUBACK, nothing written) while they still wait holds all of them up; it is
 /// closed (MQTT 5: DISCONNECT 0x97), and its session keeps what it has as for any client that
@@ -211,11 +224,7 @@ void on_stall_check(self_ptr self, std::uint32_t drains) {
       mqtt::disconnect d;
       d.reason = static_cast<std::uint8_t>(mqtt::reason_code::quota_exceeded);
       d.props.reason_string = "not reading while publishers wait";
-      std::string bytes;
-      if (!mqtt::encode_within(d, st.version, st.max_packet_size, bytes)) {
-        bytes.clear();
-      }
-      st.io->send_last(std::move(bytes), "stalled subscriber (flow.max_pause)");
+      st.io->send_last(encode_for_client(self, d), "stalled subscriber (flow.max_pause)");
     } else {
       st.io->close("stalled subscriber (flow.max_pause)");
     }
@@ -278,19 +287,6 @@ std::optional<std::uint64_t> commit(self_ptr self, bool barrier = false) {
             [me, token](bool ok) { caf::anon_send(me, stored_atom::value, token, ok); });
   d->txn = store::txn{};
   return token;
-}
-
-/// A SUBACK / UNSUBACK as it may go to the client: without Reason String and User Properties
-/// if they do not fit its Maximum Packet Size, nothing if it still does not [MQTT-3.1.2-24].
-std::string encode_ack(self_ptr self, const mqtt::packet& ack) {
-  auto& st = self->state;
-  std::string bytes;
-  if (!mqtt::encode_within(ack, st.version, st.max_packet_size, bytes)) {
-    spdlog::debug("client {}: {} larger than its Maximum Packet Size {}, not sent", st.client_id,
-                  mqtt::to_string(mqtt::type_of(ack)), st.max_packet_size);
-    bytes.clear();
-  }
-  return bytes;
 }
 
 /// Writes `bytes` to the client, behind whatever waits for the store; with `token`, they
@@ -784,7 +780,7 @@ void on_subscribe(self_ptr self, mqtt::subscribe& p, const std::vector<std::uint
     write_meta(self);
     auto token = commit(self, durable_of(self) != nullptr);
     if (st.io) {
-      send_bytes(self, encode_ack(self, ack), token);
+      send_bytes(self, encode_for_client(self, ack), token);
     }
     // [MQTT-3.3.1-8] retained messages go out with RETAIN set, after the SUBACK.
     for (auto& d : retained) {
@@ -824,7 +820,7 @@ void on_unsubscribe(self_ptr self, mqtt::unsubscribe& p) {
     write_meta(self);
     auto token = commit(self, durable_of(self) != nullptr);
     if (st.io) {
-      send_bytes(self, encode_ack(self, ack), token);
+      send_bytes(self, encode_for_client(self, ack), token);
     }
   };
   if (dels.empty()) {
