@@ -815,13 +815,30 @@ class MosquittoSub:
         self.proc.wait(5)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
+
+
+def terminate(proc, timeout=5):
+    """Stops a process this test started: SIGTERM, then SIGKILL after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def marker_after(sub, pub, topic, since=None):
+    """Publishes a QoS 1 marker on `topic` (which `sub` subscribes to) and returns what `sub`
+    received before it (from message number `since` on, by default from now): evidence that
+    nothing else was on its way. `sub` is an interop client (.messages, .wait_for)."""
+    before = len(sub.messages) if since is None else since
+    token = unique("marker").encode()
+    pub.publish(topic, token, qos=1)
+    sub.wait_for(lambda: any(m.payload == token for m in sub.messages[before:]), what="marker")
+    got = sub.messages[before:]
+    return got[:[m.payload for m in got].index(token)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import free_port
-from helpers import HOST, is_mosquitto, unique
+from helpers import HOST, is_mosquitto, marker_after, unique
 
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
 DRIVER_SRC = INTEROP / "paho_c_driver.c"
@@ -239,19 +239,6 @@ def pahoc(driver_bin, broker):
     yield make
     for c in reversed(made):
         c.close()
-
-
-def marker_after(sub, pub, topic, since=None):
-    """Publishes a QoS 1 marker on `topic` (which `sub` subscribes to) and returns what `sub`
-    received before it (from message number `since` on, by default from now): evidence that
-    nothing else was on its way."""
-    before = len(sub.messages) if since is None else since
-    token = unique("marker").encode()
-    pub.publish(topic, token, qos=1)
-    sub.wait_for(lambda: any(m.payload == token for m in sub.messages[before:]),
-                 what="marker")
-    got = sub.messages[before:]
-    return got[:[m.payload for m in got].index(token)]
 
 
 def ok_connack(c, session_present=0):

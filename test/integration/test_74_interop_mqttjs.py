@@ -23,8 +23,9 @@ from types import SimpleNamespace
 
 import pytest
 
+import helpers
 from conftest import free_port
-from helpers import HOST, is_mosquitto, unique
+from helpers import HOST, is_mosquitto, marker_after, unique
 
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
 TIMEOUT = 10.0
@@ -206,13 +207,7 @@ class BrowserSession(Session):
 
     def close(self):
         self.closing = True
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        helpers.terminate(self.proc)
         self.http.shutdown()
         self.http.server_close()
 
@@ -315,7 +310,7 @@ class JsClient:
                           f"{n} {what} at {self.client_id} (got {len(self.messages)})")
         return self.messages[:n]
 
-    def wait_for(self, pred, what):
+    def wait_for(self, pred, what="event"):
         self.session.wait(pred, what)
 
 
@@ -362,17 +357,6 @@ def js(request, broker, mqttjs):
         yield env
         env.close()
         session.close()
-
-
-def marker_after(sub, pub, topic, since=None):
-    """Publishes a QoS 1 marker on `topic` (which `sub` subscribes to) and returns what `sub`
-    received before it (from message number `since` on, by default from now)."""
-    before = len(sub.messages) if since is None else since
-    token = unique("marker").encode()
-    pub.publish(topic, token, qos=1)
-    sub.wait_for(lambda: any(m.payload == token for m in sub.messages[before:]), "marker")
-    got = sub.messages[before:]
-    return got[:[m.payload for m in got].index(token)]
 
 
 VERSIONS = pytest.mark.parametrize("version", [5, 4], ids=["v5", "v311"])
